@@ -1,0 +1,156 @@
+"""Image I/O and atomic writes (bottom layer: imports nothing else from drtl but errors).
+
+Images are returned as numpy HWC RGB uint8. Non-standard inputs get an explicit, documented
+conversion with a warning (never silently):
+
+- grayscale (L, 1-channel): replicated to 3 channels;
+- RGBA / LA / palette with transparency: the alpha channel is dropped (no compositing);
+- 16-bit (I;16 or 16-bit RGB PNG): scaled to 8 bits with rounding (``round(v / 257)``).
+
+Anything that cannot be decoded raises :class:`drtl.errors.DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from drtl.errors import DataError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class ImageConversionWarning(UserWarning):
+    """An input image was converted to 8-bit RGB (grayscale, alpha or 16-bit)."""
+
+
+def _decode(path: Path) -> tuple[np.ndarray, str, bool]:
+    """Decode with Pillow: (array, mode, was_16_bit_gray)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                # Pillow keeps 16-bit grayscale as I;16 or I (32-bit int holding 16-bit values)
+                arr = np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8)
+                return arr, mode, True
+            if mode == "P":
+                im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
+                mode = im.mode
+            if mode in ("RGB;16", "RGBA;16"):  # not produced by Pillow's PNG plugin, defensive
+                raise DataError(f"{path}: unsupported 16-bit colour mode {mode}; convert it to 8-bit RGB")
+            arr = np.asarray(im)
+            return arr, mode, False
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except Exception as exc:  # Pillow raises many types for corrupt files
+        raise DataError(f"{path}: cannot decode image ({type(exc).__name__}: {exc}); re-export it as PNG") from None
+
+
+def _is_png16_colour(path: Path) -> bool:
+    """Pillow decodes 16-bit RGB PNGs as 8-bit RGB silently; detect the bit depth from the header."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(33)
+    except OSError:
+        return False
+    if len(head) < 33 or head[:8] != b"\x89PNG\r\n\x1a\n":
+        return False
+    bit_depth, colour_type = head[24], head[25]
+    return bit_depth == 16 and colour_type in (2, 6)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as HWC RGB uint8, converting (with a warning) what is not 8-bit RGB."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    arr, mode, was16 = _decode(path)
+    notes = []
+    if was16 or _is_png16_colour(path):
+        notes.append("16-bit scaled to 8-bit")
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+        notes.append("grayscale replicated to RGB")
+    elif arr.ndim == 3 and arr.shape[2] == 2:  # LA
+        arr = np.repeat(arr[:, :, :1], 3, axis=2)
+        notes.append("grayscale+alpha: alpha dropped, gray replicated to RGB")
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+        notes.append("alpha channel dropped")
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise DataError(f"{path}: unsupported image layout {arr.shape}; expected an RGB image")
+    if arr.dtype != np.uint8:
+        raise DataError(f"{path}: unsupported pixel type {arr.dtype}; expected 8-bit RGB")
+    if notes:
+        warnings.warn(f"{path}: converted to 8-bit RGB ({'; '.join(notes)})", ImageConversionWarning, stacklevel=2)
+    return np.ascontiguousarray(arr)
+
+
+def image_info(path: str | os.PathLike) -> dict:
+    """Header facts without converting: mode, width, height, bits (for validation)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            mode = im.mode
+            im.verify()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except Exception as exc:
+        raise DataError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None
+    bits = 16 if (mode.startswith("I") or _is_png16_colour(path)) else 8
+    return {"mode": mode, "width": w, "height": h, "bits": bits}
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike, suffix: str | None = None):
+    """Yield a temporary path next to ``dest``; rename it onto ``dest`` only if the block succeeds."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or dest.suffix or ".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
+    """Write an HWC RGB uint8 array as PNG, atomically."""
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"write_image expects HWC RGB uint8, got {img.dtype} {img.shape}")
+    with atomic_path(path, suffix=".png") as tmp:
+        Image.fromarray(img).save(tmp, format="PNG")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def to_float(img: np.ndarray) -> np.ndarray:
+    """uint8 HWC -> float64 HWC in [0, 1]."""
+    if img.dtype == np.uint8:
+        return img.astype(np.float64) / 255.0
+    return img.astype(np.float64, copy=False)
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """float HWC in [0, 1] -> uint8 with rounding and clipping."""
+    if img.dtype == np.uint8:
+        return img
+    return np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
