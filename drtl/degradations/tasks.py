@@ -1,0 +1,497 @@
+"""Auxiliary degradation tasks: named, frozen, YAML-serialisable recipes, and the default bank.
+
+A :class:`Task` is ``(name, family, ops)``; each :class:`Op` is ``(kind, params)`` with ``params`` a
+sorted tuple of ``(key, value)`` pairs (defaults filled in, so equal recipes compare and hash equal).
+
+Op kinds and parameters:
+
+- ``blur``: ``kernel`` in iso / aniso / gen_gauss / plateau / sinc, ``size`` (odd, 7..21) and the
+  kernel's parameters (``sigma``; ``sigma_x, sigma_y, theta_deg``; ``sigma_x, beta[, sigma_y,
+  theta_deg]``; ``omega_c``). See :func:`drtl.degradations.kernels.make_kernel`.
+- ``resize``: ``mode`` in matlab / area / bilinear / bicubic and ``fraction`` in (0, 1] (default
+  1): the share of the total downscale, in log scale, done by this op. The fractions of a recipe
+  sum to 1 and the last resize lands exactly on ``(H/scale, W/scale)``, so there is one total
+  downscale. A recipe without a resize op gets a MATLAB-bicubic downscale after its leading blurs.
+- ``noise``: ``type`` gaussian / poisson, ``level`` (Gaussian sigma in 0-255 units, or the Poisson
+  scale), ``gray`` (bool).
+- ``jpeg``: ``quality`` 1..100.
+
+Parameters are fixed per task (the kernel is fixed); only noise draws from the rng.
+Families: ``blur`` (blur kernels, including the downsampling kernel itself: clean bicubic, area,
+torch bicubic), ``noise``, ``jpeg``, ``combo`` (blur/resize + noise + JPEG) and ``second_order``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import yaml
+
+import drtl.degradations.kernels as _kernels
+import drtl.degradations.noise as _noise
+from drtl.degradations.jpeg import jpeg as _jpeg_fn
+from drtl.degradations.resize import RESIZE_MODES, resize
+from drtl.errors import ConfigError, DataError
+
+FAMILIES = ("blur", "noise", "jpeg", "combo", "second_order")
+OP_KINDS = ("blur", "resize", "noise", "jpeg")
+NOISE_TYPES = ("gaussian", "poisson")
+
+_BLUR_KEYS = {
+    "iso": ({"sigma"}, set()),
+    "aniso": ({"sigma_x", "sigma_y"}, {"theta_deg"}),
+    "gen_gauss": ({"sigma_x", "beta"}, {"sigma_y", "theta_deg"}),
+    "plateau": ({"sigma_x", "beta"}, {"sigma_y", "theta_deg"}),
+    "sinc": ({"omega_c"}, set()),
+}
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python scalars (for hashing and YAML)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _number(kind: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{kind} op: {key}={value!r} must be a finite number")
+    return value
+
+
+@dataclass(frozen=True)
+class Op:
+    """One degradation step: ``kind`` plus sorted ``(key, value)`` params (validated, defaults filled)."""
+
+    kind: str
+    params: tuple[tuple[str, Any], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.kind not in OP_KINDS:
+            raise ConfigError(f"unknown op kind {self.kind!r}; choose one of {', '.join(OP_KINDS)}")
+        raw = dict(self.params) if not isinstance(self.params, dict) else dict(self.params)
+        params = {str(k): _plain(v) for k, v in raw.items()}
+        params = getattr(self, f"_check_{self.kind}")(params)
+        object.__setattr__(self, "params", tuple(sorted(params.items())))
+
+    # -- validation per kind (returns params with defaults filled)
+    @staticmethod
+    def _check_blur(p: dict) -> dict:
+        kernel = p.get("kernel")
+        if kernel not in _BLUR_KEYS:
+            raise ConfigError(f"blur op: kernel={kernel!r}; choose one of {', '.join(_BLUR_KEYS)}")
+        required, optional = _BLUR_KEYS[kernel]
+        allowed = required | optional | {"kernel", "size"}
+        missing = sorted((required | {"size"}) - set(p))
+        if missing:
+            raise ConfigError(f"blur op ({kernel}): missing parameter(s) {missing}")
+        extra = sorted(set(p) - allowed)
+        if extra:
+            raise ConfigError(f"blur op ({kernel}): unknown parameter(s) {extra}; allowed {sorted(allowed)}")
+        _kernels._check_size(p["size"])
+        p["size"] = int(p["size"])
+        for key in set(p) - {"kernel", "size"}:
+            p[key] = _number("blur", key, p[key])
+        if kernel in ("aniso", "gen_gauss", "plateau"):
+            p.setdefault("theta_deg", 0.0)
+        if kernel in ("gen_gauss", "plateau"):
+            p.setdefault("sigma_y", p["sigma_x"])
+        _kernel_cached(tuple(sorted(p.items())))  # raises ConfigError on bad values
+        return p
+
+    @staticmethod
+    def _check_resize(p: dict) -> dict:
+        extra = sorted(set(p) - {"mode", "fraction"})
+        if extra:
+            raise ConfigError(f"resize op: unknown parameter(s) {extra}; allowed ['fraction', 'mode']")
+        p.setdefault("mode", "matlab")
+        p.setdefault("fraction", 1.0)
+        if p["mode"] not in RESIZE_MODES:
+            raise ConfigError(f"resize op: mode={p['mode']!r}; choose one of {', '.join(RESIZE_MODES)}")
+        frac = _number("resize", "fraction", p["fraction"])
+        if not 0 < frac <= 1:
+            raise ConfigError(f"resize op: fraction={frac!r} must be in (0, 1]")
+        p["fraction"] = float(frac)
+        return p
+
+    @staticmethod
+    def _check_noise(p: dict) -> dict:
+        extra = sorted(set(p) - {"type", "level", "gray"})
+        if extra:
+            raise ConfigError(f"noise op: unknown parameter(s) {extra}; allowed ['gray', 'level', 'type']")
+        if p.get("type") not in NOISE_TYPES:
+            raise ConfigError(f"noise op: type={p.get('type')!r}; choose one of {', '.join(NOISE_TYPES)}")
+        if "level" not in p:
+            raise ConfigError("noise op: missing parameter 'level' (Gaussian sigma in 0-255 or Poisson scale)")
+        if _number("noise", "level", p["level"]) < 0:
+            raise ConfigError(f"noise op: level={p['level']!r} must be >= 0")
+        p.setdefault("gray", False)
+        if not isinstance(p["gray"], bool):
+            raise ConfigError(f"noise op: gray={p['gray']!r} must be true or false")
+        return p
+
+    @staticmethod
+    def _check_jpeg(p: dict) -> dict:
+        extra = sorted(set(p) - {"quality"})
+        if extra:
+            raise ConfigError(f"jpeg op: unknown parameter(s) {extra}; allowed ['quality']")
+        q = p.get("quality")
+        if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 100:
+            raise ConfigError(f"jpeg op: quality={q!r} must be an integer in 1..100")
+        return p
+
+    # -- access and serialisation
+    @property
+    def p(self) -> dict[str, Any]:
+        """Params as a dict."""
+        return dict(self.params)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self.p}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Op":
+        if not isinstance(d, dict) or "kind" not in d:
+            raise ConfigError(f"op {d!r} must be a mapping with a 'kind' key")
+        d = dict(d)
+        return cls(d.pop("kind"), tuple(d.items()))
+
+    def kernel(self) -> np.ndarray:
+        """The blur kernel of a ``blur`` op (cached, read-only)."""
+        if self.kind != "blur":
+            raise ConfigError(f"{self.kind} op has no kernel")
+        return _kernel_cached(self.params)
+
+
+@lru_cache(maxsize=512)
+def _kernel_cached(params: tuple[tuple[str, Any], ...]) -> np.ndarray:
+    p = dict(params)
+    kernel_type, size = p.pop("kernel"), p.pop("size")
+    k = _kernels.make_kernel(kernel_type, size, **p)
+    k.setflags(write=False)
+    return k
+
+
+def blur_op(kernel: str, size: int | None = None, **params) -> Op:
+    """``blur`` op; ``size`` defaults to an odd size covering +-3 sigma (clipped to 7..21)."""
+    if size is None:
+        sig = max(float(params.get(k, 0.0)) for k in ("sigma", "sigma_x", "sigma_y")) if kernel != "sinc" else 0
+        size = 21 if kernel == "sinc" else _kernels.auto_size(sig)
+    return Op("blur", tuple({"kernel": kernel, "size": size, **params}.items()))
+
+
+def resize_op(mode: str = "matlab", fraction: float = 1.0) -> Op:
+    return Op("resize", (("mode", mode), ("fraction", fraction)))
+
+
+def noise_op(type: str, level: float, gray: bool = False) -> Op:  # noqa: A002 - recipe vocabulary
+    return Op("noise", (("type", type), ("level", level), ("gray", gray)))
+
+
+def jpeg_op(quality: int) -> Op:
+    return Op("jpeg", (("quality", quality),))
+
+
+@dataclass(frozen=True)
+class Task:
+    """A named auxiliary degradation recipe (frozen, hashable, YAML-serialisable)."""
+
+    name: str
+    family: str
+    ops: tuple[Op, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip() or "/" in self.name:
+            raise ConfigError(f"task name {self.name!r} must be a non-empty string without '/'")
+        if self.family not in FAMILIES:
+            raise ConfigError(f"task {self.name}: family {self.family!r}; choose one of {', '.join(FAMILIES)}")
+        ops = tuple(op if isinstance(op, Op) else Op.from_dict(op) for op in self.ops)
+        object.__setattr__(self, "ops", ops)
+        fractions = [op.p["fraction"] for op in ops if op.kind == "resize"]
+        if fractions and not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
+            raise ConfigError(
+                f"task {self.name}: resize fractions {fractions} must sum to 1 (one total downscale)"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "family": self.family, "ops": [op.to_dict() for op in self.ops]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Task":
+        if not isinstance(d, dict) or not {"name", "family", "ops"} <= set(d):
+            raise ConfigError(f"task {d!r} must be a mapping with name, family and ops")
+        extra = sorted(set(d) - {"name", "family", "ops"})
+        if extra:
+            raise ConfigError(f"task {d.get('name')!r}: unknown key(s) {extra}")
+        if not isinstance(d["ops"], (list, tuple)):
+            raise ConfigError(f"task {d['name']!r}: ops must be a list")
+        return cls(d["name"], d["family"], tuple(Op.from_dict(o) for o in d["ops"]))
+
+    def resolved_ops(self) -> tuple[Op, ...]:
+        """The ops as executed: a MATLAB-bicubic downscale is inserted after the leading blurs when
+        the recipe has no resize op."""
+        if any(op.kind == "resize" for op in self.ops):
+            return self.ops
+        i = 0
+        while i < len(self.ops) and self.ops[i].kind == "blur":
+            i += 1
+        return self.ops[:i] + (resize_op("matlab"),) + self.ops[i:]
+
+
+# ----------------------------------------------------------------------------- execution
+
+
+def _check_scale(scale) -> int:
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
+        raise ConfigError(f"scale {scale!r} must be a positive integer (e.g. 2, 3 or 4)")
+    return int(scale)
+
+
+def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
+    """Crop bottom/right so that height and width are multiples of ``scale``."""
+    scale = _check_scale(scale)
+    h, w = img.shape[:2]
+    h, w = h - h % scale, w - w % scale
+    if h < scale or w < scale:
+        raise DataError(f"image of size {img.shape[:2]} is smaller than scale {scale}; use a larger image")
+    return img[:h, :w]
+
+
+def apply_ops(
+    img: np.ndarray, ops: Iterable[Op], scale: int, rng: np.random.Generator, quantised: bool = False
+) -> np.ndarray:
+    """Run ``ops`` on a float HWC image whose sides are multiples of ``scale``; float64 out.
+
+    Resize ops downscale by ``scale ** fraction``; the last one lands exactly on (H/scale, W/scale).
+    ``quantised=True`` says the input holds exact 8-bit values (``uint8 / 255``): while the image
+    is still 8-bit (before any blur/noise, or right after JPEG) a ``matlab`` resize runs MATLAB's
+    uint8 path, so e.g. ``clean_bicubic`` reproduces the standard MATLAB bicubic LR files exactly.
+    """
+    scale = _check_scale(scale)
+    x = np.asarray(img, dtype=np.float64)
+    h, w = x.shape[:2]
+    if h % scale or w % scale:
+        raise DataError(f"image size {x.shape[:2]} is not a multiple of scale {scale}; mod-crop it first")
+    ops = tuple(ops)
+    total = sum(op.p["fraction"] for op in ops if op.kind == "resize")
+    done = 0.0
+    for op in ops:
+        p = op.p
+        if op.kind == "blur":
+            x = _kernels.apply_kernel(x, op.kernel())
+            quantised = False
+        elif op.kind == "resize":
+            done += p["fraction"]
+            if math.isclose(done, total, abs_tol=1e-6):
+                target = (h // scale, w // scale)
+            else:
+                f = scale ** (done / total)
+                target = (max(1, round(h / f)), max(1, round(w / f)))
+            if quantised and p["mode"] == "matlab":
+                u8 = np.clip(np.floor(x * 255.0 + 0.5), 0, 255).astype(np.uint8)
+                x = resize(u8, target, "matlab").astype(np.float64) / 255.0
+            else:
+                x = resize(x, target, p["mode"])
+                quantised = False
+        elif op.kind == "noise":
+            fn = _noise.gaussian_noise if p["type"] == "gaussian" else _noise.poisson_noise
+            x = fn(x, p["level"], p["gray"], rng)
+            quantised = False
+        elif op.kind == "jpeg":
+            x = _jpeg_fn(np.clip(x, 0.0, 1.0), p["quality"])
+            quantised = True
+    return x
+
+
+def make_pair(hr: np.ndarray, task: Task, scale: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Degrade a clean HR image with ``task``: returns ``(lr_uint8, hr_uint8_modcropped)``.
+
+    ``hr``: HWC RGB uint8. The LR image is exactly ``(H // scale, W // scale, 3)`` of the mod-cropped HR.
+    """
+    hr = np.asarray(hr)
+    if hr.dtype != np.uint8 or hr.ndim != 3 or hr.shape[2] != 3:
+        raise DataError(f"make_pair expects an HWC RGB uint8 HR image, got {hr.dtype} {hr.shape}")
+    if not isinstance(task, Task):
+        raise ConfigError(f"make_pair needs a Task (see get_task), got {type(task).__name__}")
+    if not isinstance(rng, np.random.Generator):
+        raise ConfigError("make_pair needs rng=numpy.random.default_rng(seed)")
+    scale = _check_scale(scale)
+    hr = np.ascontiguousarray(modcrop(hr, scale))
+    x = apply_ops(hr.astype(np.float64) / 255.0, task.resolved_ops(), scale, rng, quantised=True)
+    lr = np.clip(np.floor(x * 255.0 + 0.5), 0, 255).astype(np.uint8)
+    assert lr.shape == (hr.shape[0] // scale, hr.shape[1] // scale, 3)
+    return lr, hr
+
+
+# ----------------------------------------------------------------------------- YAML
+
+
+def dump_tasks(tasks: Iterable[Task], path: str | os.PathLike) -> None:
+    """Write tasks to a YAML file (``{tasks: [...]}``), atomically."""
+    from drtl.io import write_text
+
+    tasks = list(tasks)
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"duplicate task names in {names}")
+    text = yaml.safe_dump({"tasks": [t.to_dict() for t in tasks]}, sort_keys=False, default_flow_style=None)
+    write_text(path, text)
+
+
+def load_tasks(path: str | os.PathLike) -> list[Task]:
+    """Read tasks written by :func:`dump_tasks` (a ``tasks:`` list or a bare list)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: task file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc.__class__.__name__}); fix the file") from None
+    if isinstance(data, dict):
+        data = data.get("tasks")
+    if not isinstance(data, list):
+        raise ConfigError(f"{path}: expected a 'tasks:' list of task mappings")
+    try:
+        tasks = [Task.from_dict(d) for d in data]
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: duplicate task names")
+    return tasks
+
+
+# ----------------------------------------------------------------------------- default bank
+
+
+def _iso(s):
+    return blur_op("iso", sigma=s)
+
+
+def _aniso(sx, sy, t):
+    return blur_op("aniso", sigma_x=sx, sigma_y=sy, theta_deg=t)
+
+
+def _gen(b, s=1.5, size=15):
+    return blur_op("gen_gauss", size=size, sigma_x=s, beta=b)
+
+
+def _plat(b, s=1.5, size=15):
+    return blur_op("plateau", size=size, sigma_x=s, beta=b)
+
+
+def _sinc(w, size=17):
+    return blur_op("sinc", size=size, omega_c=w)
+
+
+def _g(level, gray=False):
+    return noise_op("gaussian", level, gray)
+
+
+def _p(level, gray=False):
+    return noise_op("poisson", level, gray)
+
+
+_DOWN = resize_op("matlab")
+
+DEFAULT_BANK: tuple[Task, ...] = (
+    # blur family: blur kernel, then MATLAB bicubic downscale; plus the downsampling kernels alone
+    Task("clean_bicubic", "blur", (_DOWN,)),
+    Task("area_down", "blur", (resize_op("area"),)),
+    # torch bilinear without antialias equals area at exactly x2, so the third pure-resize task is
+    # torch bicubic (a = -0.75, no antialias: aliased, sharpened); bilinear appears in a combo
+    Task("bicubic_noaa_down", "blur", (resize_op("bicubic"),)),
+    Task("iso_blur_s1.2", "blur", (_iso(1.2), _DOWN)),
+    Task("iso_blur_s1.6", "blur", (_iso(1.6), _DOWN)),
+    Task("iso_blur_s2.4", "blur", (_iso(2.4), _DOWN)),
+    Task("aniso_blur_s2.0x0.8_t45", "blur", (_aniso(2.0, 0.8, 45.0), _DOWN)),
+    Task("aniso_blur_s3.0x1.0_t120", "blur", (_aniso(3.0, 1.0, 120.0), _DOWN)),
+    Task("gen_gauss_blur_b0.7", "blur", (_gen(0.7), _DOWN)),
+    Task("gen_gauss_blur_b3.0", "blur", (_gen(3.0), _DOWN)),
+    Task("plateau_blur_b1.5", "blur", (_plat(1.5), _DOWN)),
+    Task("sinc_blur_w1.2", "blur", (_sinc(1.2), _DOWN)),
+    # noise family: clean bicubic downscale, then noise
+    Task("gauss_noise5", "noise", (_DOWN, _g(5))),
+    Task("gauss_noise15", "noise", (_DOWN, _g(15))),
+    Task("gauss_noise30", "noise", (_DOWN, _g(30))),
+    Task("gauss_noise_gray25", "noise", (_DOWN, _g(25, gray=True))),
+    Task("poisson_noise2", "noise", (_DOWN, _p(2.0))),
+    Task("poisson_noise_gray1", "noise", (_DOWN, _p(1.0, gray=True))),
+    # jpeg family
+    Task("jpeg_q30", "jpeg", (_DOWN, jpeg_op(30))),
+    Task("jpeg_q60", "jpeg", (_DOWN, jpeg_op(60))),
+    Task("jpeg_q85", "jpeg", (_DOWN, jpeg_op(85))),
+    # combos (classic order: blur -> downscale -> noise -> jpeg)
+    Task("iso_blur_s1.2+gauss_noise10+jpeg_q50", "combo", (_iso(1.2), _DOWN, _g(10), jpeg_op(50))),
+    Task(
+        "aniso_blur_s2.0x0.8_t45+poisson_noise1+jpeg_q70",
+        "combo",
+        (_aniso(2.0, 0.8, 45.0), _DOWN, _p(1.0), jpeg_op(70)),
+    ),
+    Task("gen_gauss_blur_b0.7+gauss_noise_gray15+jpeg_q40", "combo", (_gen(0.7), _DOWN, _g(15, True), jpeg_op(40))),
+    Task("bilinear_down+gauss_noise10+jpeg_q70", "combo", (resize_op("bilinear"), _g(10), jpeg_op(70))),
+    Task("area_down+poisson_noise1+jpeg_q60", "combo", (resize_op("area"), _p(1.0), jpeg_op(60))),
+    # second order (Real-ESRGAN style): blur -> downscale -> noise -> blur2 -> noise2 -> jpeg
+    Task(
+        "2nd_iso_blur_s1.6+gauss_noise10+iso_blur_s0.8+gauss_noise5+jpeg_q60",
+        "second_order",
+        (_iso(1.6), _DOWN, _g(10), _iso(0.8), _g(5), jpeg_op(60)),
+    ),
+    Task(
+        "2nd_aniso_blur_s2.0x0.8_t45+poisson_noise1+gen_gauss_blur_b0.7+gauss_noise_gray8+jpeg_q50",
+        "second_order",
+        (_aniso(2.0, 0.8, 45.0), _DOWN, _p(1.0), _gen(0.7, s=0.8, size=7), _g(8, True), jpeg_op(50)),
+    ),
+    Task(
+        "2nd_plateau_blur_b1.5+area_half+gauss_noise8+iso_blur_s1.0+bilinear_half+sinc_blur_w2.0+jpeg_q70",
+        "second_order",
+        (
+            _plat(1.5),
+            resize_op("area", 0.5),
+            _g(8),
+            _iso(1.0),
+            resize_op("bilinear", 0.5),
+            _sinc(2.0, size=9),
+            jpeg_op(70),
+        ),
+    ),
+)
+
+_REGISTRY: dict[str, Task] = {t.name: t for t in DEFAULT_BANK}
+assert len(_REGISTRY) == len(DEFAULT_BANK), "duplicate names in DEFAULT_BANK"
+
+
+def task_names() -> list[str]:
+    """Names of the default bank, in bank order."""
+    return [t.name for t in DEFAULT_BANK]
+
+
+def get_task(name: str) -> Task:
+    """The default-bank task called ``name``."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=4, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see drtl.degradations.task_names()"
+        raise ConfigError(f"unknown auxiliary task {name!r}{hint}") from None
+
+
+def task_bank(names: Iterable[str] | None = None, families: Iterable[str] | None = None) -> list[Task]:
+    """A subset of the default bank by names and/or families (bank order; both filters apply)."""
+    tasks = list(DEFAULT_BANK) if names is None else [get_task(n) for n in names]
+    if families is not None:
+        families = [families] if isinstance(families, str) else list(families)
+        bad = sorted(set(families) - set(FAMILIES))
+        if bad:
+            raise ConfigError(f"unknown task families {bad}; choose from {', '.join(FAMILIES)}")
+        tasks = [t for t in tasks if t.family in families]
+    if not tasks:
+        raise ConfigError("the task selection is empty; check names/families")
+    return tasks
