@@ -93,7 +93,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"{path}: unsupported pixel type {arr.dtype}; expected 8-bit RGB")
     if notes:
         warnings.warn(f"{path}: converted to 8-bit RGB ({'; '.join(notes)})", ImageConversionWarning, stacklevel=2)
-    return np.ascontiguousarray(arr)
+    arr = np.ascontiguousarray(arr)
+    return arr if arr.flags.writeable else arr.copy()
 
 
 def image_info(path: str | os.PathLike) -> dict:

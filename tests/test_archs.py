@@ -196,3 +196,11 @@ def test_registry_names_and_errors():
         with pytest.raises(ConfigError, match=msg) as info:
             build_arch(cfg)
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["edsr_tiny", "edsr_baseline"])
+def test_resolved_arch_cfg_rebuilds_presets(name):
+    m = build_arch({"name": name, "scale": 2})
+    assert build_arch(m.arch_cfg).arch_cfg == m.arch_cfg
+    with pytest.raises(ConfigError, match="fixes num_feat"):
+        build_arch({**m.arch_cfg, "num_feat": 7})

@@ -103,8 +103,9 @@ def resolve_arch_cfg(cfg: dict) -> dict:
 
     preset = _EDSR_PRESETS[name]
     size_keys = {"num_feat", "num_block"}
-    allowed = {"scale", *_EDSR_DEFAULTS} | (size_keys if preset is None else set())
-    if preset is not None and size_keys & set(cfg):
+    allowed = {"scale", *_EDSR_DEFAULTS} | size_keys
+    # a preset's resolved config (model.arch_cfg) repeats its sizes: accept them when they agree
+    if preset is not None and any(k in cfg and cfg[k] != preset[k] for k in size_keys):
         raise ConfigError(
             f"arch '{name}' fixes num_feat={preset['num_feat']}, num_block={preset['num_block']}; "
             "use name 'edsr' for other sizes"
