@@ -1,0 +1,241 @@
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import rand_img, save
+from PIL import Image
+
+from drtl.archs import build_arch
+from drtl.errors import ConfigError, DataError, ModelError
+from drtl.io import ImageConversionWarning, read_image
+from drtl.modelio import save_model
+from drtl.upscale import add_upscale_parser, expand_inputs, tile_grid, upscale_image, upscale_paths
+
+
+def _model(scale=2, seed=0):
+    torch.set_num_threads(2)
+    return build_arch({"name": "edsr_tiny", "scale": scale}, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def m2():
+    return _model(2)
+
+
+@pytest.fixture
+def model_file(tmp_path, m2):
+    return save_model(tmp_path / "model.pt", m2, {"method": "test"})
+
+
+def _diff(a, b):
+    return int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max())
+
+
+def test_untiled_matches_model_directly(m2, rng):
+    img = rand_img(rng, 20, 28)
+    out = upscale_image(m2, img)
+    assert out.shape == (40, 56, 3) and out.dtype == np.uint8
+    with torch.no_grad():
+        y = m2(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)
+    ref = np.clip(np.round(y[0].permute(1, 2, 0).numpy() * 255), 0, 255).astype(np.uint8)
+    assert _diff(out, ref) == 0
+
+
+@pytest.mark.parametrize(
+    "tile,overlap",
+    [(16, 8), (16, 16), (13, 8), (7, 8), (25, 5), (56, 8), (100, 8), (1000, 0)],
+)
+def test_tiled_equals_untiled(m2, rng, tile, overlap):
+    img = rand_img(rng, 40, 56)
+    full = upscale_image(m2, img, tile=None)
+    tiled = upscale_image(m2, img, tile=tile, overlap=overlap)
+    assert tiled.shape == full.shape
+    assert _diff(tiled, full) <= 1
+
+
+@pytest.mark.parametrize("scale,shape", [(3, (23, 37)), (4, (17, 9)), (2, (1, 5)), (2, (31, 1))])
+def test_odd_sizes_and_scales(rng, scale, shape):
+    m = _model(scale)
+    img = rand_img(rng, *shape)
+    full = upscale_image(m, img)
+    assert full.shape == (shape[0] * scale, shape[1] * scale, 3)
+    tiled = upscale_image(m, img, tile=6, overlap=12)
+    assert _diff(tiled, full) <= 1
+
+
+def test_default_overlap_is_exact_for_tiny(m2, rng):
+    # edsr_tiny's receptive field (~12 LR px) fits in the default overlap: bit-identical
+    img = rand_img(rng, 40, 56)
+    assert _diff(upscale_image(m2, img, tile=13), upscale_image(m2, img)) == 0
+
+
+def test_tile_grid_covers_once():
+    h, w = 41, 57
+    cover = np.zeros((h, w), int)
+    for (y0, y1, x0, x1), (cy0, cy1, cx0, cx1) in tile_grid(h, w, 16, 8):
+        cover[y0:y1, x0:x1] += 1
+        assert 0 <= cy0 <= y0 < y1 <= cy1 <= h and 0 <= cx0 <= x0 < x1 <= cx1 <= w
+        assert y1 - y0 <= 16 and x1 - x0 <= 16
+    assert (cover == 1).all()
+    assert len(tile_grid(h, w, None, 8)) == 1 and len(tile_grid(h, w, 100, 8)) == 1
+
+
+def test_bad_arguments(m2, rng):
+    img = rand_img(rng, 8, 8)
+    with pytest.raises(ConfigError, match="tile"):
+        upscale_image(m2, img, tile=-3)
+    with pytest.raises(ConfigError, match="overlap"):
+        upscale_image(m2, img, tile=4, overlap=-1)
+    with pytest.raises(DataError, match="uint8"):
+        upscale_image(m2, img.astype(np.float32))
+    with pytest.raises(DataError, match="RGB"):
+        upscale_image(m2, img[:, :, 0])
+    with pytest.raises(ConfigError, match="CUDA"):
+        upscale_image(m2, img, amp=True)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            upscale_image(m2, img, device="cuda")
+    assert upscale_image(m2, img, device="auto").shape == (16, 16, 3)
+    assert upscale_image(m2, img, tile=0).shape == (16, 16, 3)
+
+
+def test_model_mode_restored(rng):
+    m = _model(2)
+    m.train()
+    upscale_image(m, rand_img(rng, 8, 8), tile=4)
+    assert m.training
+
+
+# ---------------------------------------------------------------- files
+
+
+def _inputs(tmp_path, rng):
+    d = tmp_path / "in"
+    save(d / "b.png", rand_img(rng, 12, 10))
+    save(d / "a.jpg", rand_img(rng, 10, 12))
+    (d / "notes.txt").write_text("not an image")
+    (d / "sub").mkdir()
+    return d
+
+
+def test_folder_and_glob_expansion(tmp_path, rng, model_file):
+    d = _inputs(tmp_path, rng)
+    extra = save(tmp_path / "more" / "c.png", rand_img(rng, 9, 9))
+    save(tmp_path / "more" / "d.png", rand_img(rng, 9, 9))
+    files = expand_inputs([d, str(tmp_path / "more" / "*.png"), extra])  # extra is a duplicate
+    assert [f.name for f in files] == ["a.jpg", "b.png", "c.png", "d.png"]
+
+    out = tmp_path / "out"
+    written = upscale_paths([d, str(tmp_path / "more" / "*.png")], model_file, out, tile=8, overlap=8)
+    assert [p.name for p in written] == ["a_x2.png", "b_x2.png", "c_x2.png", "d_x2.png"]
+    assert sorted(p.name for p in out.iterdir()) == [p.name for p in written]  # no temp files
+    with Image.open(out / "b_x2.png") as im:
+        assert im.mode == "RGB" and im.size == (20, 24) and im.format == "PNG"
+
+
+def test_non_image_and_missing_inputs(tmp_path, rng):
+    d = _inputs(tmp_path, rng)
+    with pytest.raises(DataError, match=r"notes\.txt: not an image file"):
+        expand_inputs([d / "notes.txt"])
+    with pytest.raises(DataError, match=r"notes\.txt: not an image file"):
+        expand_inputs([str(d / "*")])
+    with pytest.raises(DataError, match="no file matches"):
+        expand_inputs([str(d / "*.tif")])
+    with pytest.raises(DataError, match="no such file"):
+        expand_inputs([d / "nope.png"])
+    with pytest.raises(DataError, match="no image files"):
+        expand_inputs([d / "sub"])
+
+
+def test_output_name_collision(tmp_path, rng, model_file):
+    save(tmp_path / "x" / "img.png", rand_img(rng, 8, 8))
+    save(tmp_path / "y" / "img.png", rand_img(rng, 8, 8))
+    with pytest.raises(DataError, match="both be written"):
+        upscale_paths([tmp_path / "x", tmp_path / "y"], model_file, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_would_overwrite_input(tmp_path, rng, model_file):
+    save(tmp_path / "a.png", rand_img(rng, 8, 8))
+    save(tmp_path / "a_x2.png", rand_img(rng, 8, 8))
+    with pytest.raises(DataError, match="would be overwritten"):
+        upscale_paths([tmp_path / "a.png", tmp_path / "a_x2.png"], model_file, tmp_path)
+
+
+def test_unreadable_input_named_no_partial_output(tmp_path, rng, model_file):
+    d = tmp_path / "in"
+    save(d / "a.png", rand_img(rng, 8, 8))
+    (d / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(DataError, match=r"b\.png"):
+        upscale_paths([d], model_file, tmp_path / "out")
+    out = tmp_path / "out"
+    assert not out.exists() or not any(p.name.startswith("b") or p.name.startswith(".") for p in out.iterdir())
+
+
+def test_conversions_warn(tmp_path, rng, model_file):
+    rgb = rand_img(rng, 10, 12)
+    d = tmp_path / "in"
+    save(d / "gray.png", rgb[:, :, 0])
+    save(d / "rgba.png", np.dstack([rgb, np.full((10, 12), 128, np.uint8)]))
+    Image.fromarray(rgb[:, :, 1].astype(np.uint16) * 257).save(d / "g16.png")
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        written = upscale_paths([d], model_file, tmp_path / "out", tile=None)
+    msgs = [str(w.message) for w in rec if issubclass(w.category, ImageConversionWarning)]
+    assert len(msgs) == 3
+    assert any("gray.png" in m and "grayscale" in m for m in msgs)
+    assert any("rgba.png" in m and "alpha" in m for m in msgs)
+    assert any("g16.png" in m and "16-bit" in m for m in msgs)
+    for p in written:
+        with Image.open(p) as im:
+            assert im.mode == "RGB" and im.size == (24, 20)
+    g = read_image(tmp_path / "out" / "gray_x2.png")
+    assert g.shape == (20, 24, 3)
+
+
+def test_wrong_scale_model(tmp_path, rng, model_file):
+    save(tmp_path / "a.png", rand_img(rng, 8, 8))
+    with pytest.raises(ModelError, match=r"model\.pt is a x2 model but --scale 3 was asked"):
+        upscale_paths([tmp_path / "a.png"], model_file, tmp_path / "out", scale=3)
+    assert not (tmp_path / "out").exists()
+    drn = build_arch({"name": "drn", "num_feat": 8, "emb_dim": 8, "depth": 1})
+    pd = save_model(tmp_path / "drn.pt", drn, {})
+    with pytest.raises(ModelError, match="SR model"):
+        upscale_paths([tmp_path / "a.png"], pd, tmp_path / "out")
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="drtl")
+    sub = p.add_subparsers()
+    add_upscale_parser(sub)
+    return p
+
+
+def test_cli_handler(tmp_path, rng, model_file, capsys):
+    src = save(tmp_path / "in" / "photo.png", rand_img(rng, 20, 30))
+    out = tmp_path / "out"
+    args = _parser().parse_args(
+        ["upscale", str(src), "--model", str(model_file), "--out", str(out), "--tile", "8", "--overlap", "4", "--scale", "2"]
+    )
+    assert args.tile == 8 and args.device == "cpu" and args.amp is None
+    args.func(args)
+    assert "upscaled 1 image" in capsys.readouterr().out
+    res = read_image(out / "photo_x2.png")
+    assert res.shape == (40, 60, 3)
+    m2, _ = __import__("drtl.modelio", fromlist=["load_model"]).load_model(model_file)
+    assert _diff(res, upscale_image(m2, read_image(src))) <= 1
+
+    args = _parser().parse_args(["upscale", str(src), "--model", str(model_file), "--out", str(out), "--scale", "4"])
+    with pytest.raises(ModelError, match="x2 model but --scale 4"):
+        args.func(args)
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["upscale", str(src), "--model", str(model_file), "--out", str(out), "--tile", "-1"])
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["upscale", str(src), "--model", str(model_file), "--out", str(out), "--device", "tpu"])
