@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import warnings
+from pathlib import Path
 
 from drtl.errors import DRTLError
 
@@ -85,21 +86,152 @@ def _cmd_manifest(a):
 def _cmd_evaluate(a):
     from drtl.stages.evaluate import evaluate
 
-    rep = evaluate(a.method, a.data, a.scale, a.out)
+    rep = evaluate(a.method, a.data, a.scale, a.out, a.model, a.shots, a.seed, a.device, a.tile)
     print(f"{a.method} on {a.data} (x{a.scale}, {rep['n_images']} images): "
           f"PSNR-Y {rep['psnr_y']:.3f} dB, SSIM-Y {rep['ssim_y']:.4f}")
+
+
+def _params(a):
+    from drtl.config import load_params
+
+    return load_params(a.params, a.set)
+
+
+def _with_params(p):
+    p.add_argument("--params", default="params.yaml" if Path("params.yaml").is_file() else None,
+                   help="params file (default: ./params.yaml when present, else built-in defaults)")
+    p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a param, e.g. -S finetune.iterations=50 (repeatable)")
+    return p
+
+
+def _cmd_synthesize(a):
+    from drtl.stages.synthesize import synthesize
+
+    p = _params(a)
+    x = p["aux"]
+    m = synthesize(x["hr"], a.out, int(p["target"]["scale"]), x["families"], x["tasks"], x["variants"],
+                   x["val_fraction"], x["max_hr_side"], x["seed"])
+    print(f"synthesized {m['n_tasks']} tasks x {m['n_images']} HR images into {a.out} ({m['n_val_images']} held out)")
+
+
+def _cmd_relation(a):
+    from drtl.stages.relation import relation
+
+    p = _params(a)
+    m = relation(a.synth, p["target"]["pool"], a.out, int(p["target"]["scale"]), p["experiment"]["shots"],
+                 p["experiment"]["seeds"], p["relation"], p["device"])
+    print(f"DRN accuracy train {m['drn_train_accuracy']:.3f} val {m.get('drn_val_accuracy', float('nan')):.3f}; "
+          f"top task {m['top_task']}; graphs in {a.out}")
+
+
+def _cmd_pretrain(a):
+    from drtl.stages.train import pretrain_run
+
+    p = _params(a)
+    pretrain_run(a.method, a.synth, a.relation, a.out, p["arch"], int(p["target"]["scale"]), p["pretrain"],
+                 a.seed, a.shots, p["device"])
+    print(f"pre-trained ({a.method}) -> {a.out}/model.pt")
+
+
+def _cmd_metatrain(a):
+    from drtl.stages.train import metatrain_run
+
+    p = _params(a)
+    metatrain_run(a.method, a.synth, a.relation, a.out, p["arch"], int(p["target"]["scale"]), p["meta"],
+                  a.seed, a.shots, p["device"])
+    print(f"meta-trained ({a.method}) -> {a.out}/model.pt")
+
+
+def _cmd_finetune(a):
+    from drtl.stages.train import finetune_run
+
+    p = _params(a)
+    finetune_run(a.method, a.pool or p["target"]["pool"], a.out, p["arch"], int(p["target"]["scale"]),
+                 p["finetune"], a.shots, a.seed, a.init, p["device"])
+    print(f"fine-tuned ({a.method}, K={a.shots}, seed {a.seed}) -> {a.out}/model.pt")
+
+
+def _cmd_report(a):
+    from drtl.stages.report import report
+
+    shots = [int(k) for k in a.shots.split(",")] if a.shots else None
+    r = report(a.evals, a.out, shots)
+    print(f"{r['n_rows']} rows -> {a.out}/results.csv")
+
+
+def _cmd_experiment(a):
+    from drtl.stages.experiment import run_experiment
+
+    run_experiment(_params(a))
+
+
+def _train_parser(sub, name, methods, help_):
+    p = _with_params(sub.add_parser(name, help=help_))
+    p.add_argument("--method", required=True, choices=methods)
+    p.add_argument("--shots", type=int, default=None, help="K (needed by the DRTL variants: weights depend on it)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--synth", default="outputs/synth")
+    p.add_argument("--relation", default="outputs/relation")
+    p.add_argument("--out", required=True)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="drtl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_data(sub)
+
+    sy = _with_params(sub.add_parser("synthesize", help="make the auxiliary tasks' LR/HR pairs"))
+    sy.add_argument("--out", default="outputs/synth")
+    sy.set_defaults(func=_cmd_synthesize)
+
+    re_ = _with_params(sub.add_parser("relation", help="train the DRN, relation weights and knowledge graphs"))
+    re_.add_argument("--synth", default="outputs/synth")
+    re_.add_argument("--out", default="outputs/relation")
+    re_.set_defaults(func=_cmd_relation)
+
+    _train_parser(sub, "pretrain", ["uniform", "drtl"], "multi-task pre-training (uniform or DRTL-Pre)").set_defaults(
+        func=_cmd_pretrain)
+    _train_parser(sub, "metatrain", ["maml", "drtl"], "MAML or DRTL-Meta meta-training").set_defaults(func=_cmd_metatrain)
+
+    ft = _with_params(sub.add_parser("finetune", help="few-shot fine-tuning on the K target pairs"))
+    ft.add_argument("--method", required=True,
+                    choices=["scratch", "pretrain", "maml", "drtl_pre", "drtl_meta", "upper_bound"])
+    ft.add_argument("--shots", type=int, required=True)
+    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--init", default=None, help="model file to start from (none: fresh initialisation)")
+    ft.add_argument("--pool", default=None, help="few-shot pool folder (default: target.pool)")
+    ft.add_argument("--out", required=True)
+    ft.set_defaults(func=_cmd_finetune)
+
     ev = sub.add_parser("evaluate", help="PSNR/SSIM (Y, crop = scale) of a method on a paired folder")
     ev.add_argument("--method", default="bicubic")
     ev.add_argument("--data", required=True, help="paired folder to evaluate on")
     ev.add_argument("--scale", type=int, required=True)
+    ev.add_argument("--model", default=None, help="model file (methods other than bicubic)")
+    ev.add_argument("--shots", type=int, default=None)
+    ev.add_argument("--seed", type=int, default=None)
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--tile", type=int, default=None, help="tile size for large images (default: whole image)")
     ev.add_argument("--out", default=None, help="JSON report path")
     ev.set_defaults(func=_cmd_evaluate)
+
+    rp = sub.add_parser("report", help="results.csv, aggregate table and figures from evaluation reports")
+    rp.add_argument("evals", nargs="+")
+    rp.add_argument("--shots", default=None, help="K list (e.g. 1,5,10) for K-independent methods' rows")
+    rp.add_argument("--out", default="reports")
+    rp.set_defaults(func=_cmd_report)
+
+    xp = _with_params(sub.add_parser("experiment", help="the whole table in one process (resumable)"))
+    xp.set_defaults(func=_cmd_experiment)
+
+    try:
+        from drtl.upscale import add_upscale_parser
+
+        add_upscale_parser(sub)
+    except ImportError:  # pragma: no cover - upscale is part of the package
+        pass
     return parser
 
 

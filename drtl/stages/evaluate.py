@@ -38,13 +38,31 @@ def score_pairs(pairs, scale: int, upscale: Callable[[np.ndarray], np.ndarray]) 
     return {**mean, "n_images": len(per), "per_image": per}
 
 
-def evaluate(method: str, data: str | Path, scale: int, out: str | Path | None = None) -> dict:
-    """Evaluate a method on a paired folder; write the JSON report to ``out`` when given."""
-    if method != "bicubic":
-        raise ConfigError(f"unknown method {method!r} for evaluate; available: bicubic")
+def evaluate(method: str, data: str | Path, scale: int, out: str | Path | None = None,
+             model: str | Path | None = None, shots: int | None = None, seed: int | None = None,
+             device: str = "cpu", tile: int | None = None) -> dict:
+    """Evaluate ``bicubic`` or a trained model file on a paired folder (the test pairs).
+
+    Writes the JSON report to ``out`` when given: ``psnr_y``/``ssim_y`` means, ``psnr_rgb``, the
+    per-image numbers, and the run's identity (method, shots, seed, model path).
+    """
+    if model is None and method != "bicubic":
+        raise ConfigError(f"method {method!r} needs --model (only bicubic runs without a model)")
     pairs = load_pairs(data, scale)
-    report = {"method": method, "data": str(data), "scale": int(scale), "crop_border": int(scale),
-              **score_pairs(pairs, scale, lambda lr: bicubic_upscale(lr, scale))}
+    if model is None:
+        def upscale(lr):
+            return bicubic_upscale(lr, scale)
+    else:
+        from drtl.modelio import load_model
+        from drtl.upscale import upscale_image
+
+        net, _ = load_model(model, expect_scale=scale, device=device)
+
+        def upscale(lr):
+            return upscale_image(net, lr, tile=tile, device=device)
+    report = {"method": method, "shots": shots, "seed": seed, "data": str(data), "scale": int(scale),
+              "crop_border": int(scale), "model": str(model) if model else None,
+              **score_pairs(pairs, scale, upscale)}
     if out is not None:
         write_text(out, json.dumps(report, indent=2) + "\n")
     return report

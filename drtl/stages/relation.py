@@ -1,0 +1,116 @@
+"""Stage: the distortion-relation graph.
+
+1. Train the Distortion Relation Network (DRN) and its memory bank (one prototype per auxiliary
+   task) on LR patches of the *train* auxiliary images; report its task-classification accuracy
+   on the held-out *val* auxiliary images.
+2. For every (shots K, seed): embed the LR images of the K target shots only (the test pairs are
+   never read), relation weights w = softmax(cos(target, prototype_i) / tau), the knowledge graph
+   (JSON + GraphML), a ranking table and a plot of the weights.
+
+Outputs under OUT: ``drn.pt``, ``drn_eval.json``, ``weights.json`` ({"k5_s0": {task: w}}),
+``graphs/k<K>_s<S>/{graph.json,graph.graphml,weights.png,ranking.csv}``, ``relation.json`` (metrics).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from drtl.archs import build_arch
+from drtl.data.folder import load_pairs, staged_folder
+from drtl.data.patches import PairSampler
+from drtl.data.splits import few_shot_names
+from drtl.data.folder import pair_paths
+from drtl.errors import ConfigError, DataError
+from drtl.relation import (DRNConfig, build_graph, embed_images, evaluate_drn, export_graph, plot_weights,
+                           ranking_table, relation_weights, similarities, train_drn, uniform_weights)
+from drtl.stages.synthesize import load_synth
+
+
+def run_key(shots: int, seed: int) -> str:
+    return f"k{int(shots)}_s{int(seed)}"
+
+
+def shot_names(pool: str | Path, shots: int, seed: int) -> list[str]:
+    """The K pool pairs of this seed (nested across K; see drtl.data.splits.few_shot_names)."""
+    return few_shot_names([n for n, _, _ in pair_paths(pool)], shots, seed)
+
+
+def _samplers(pairs, scale, patch):
+    try:
+        return [PairSampler(p, scale, patch, augment=True) for p in pairs]
+    except DataError as exc:
+        raise ConfigError(f"relation.lr_patch={patch}: {exc}") from None
+
+
+def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, shots: list[int], seeds: list[int],
+             params: dict, device: str = "cpu") -> dict:
+    rp = params
+    tasks, train_pairs, _ = load_synth(synth, "train")
+    _, val_pairs, info = load_synth(synth, "val")
+    if info["scale"] != scale:
+        raise ConfigError(f"{synth} was synthesized at x{info['scale']} but the target scale is x{scale}")
+    gen = torch.Generator().manual_seed(int(rp["seed"]))
+    encoder = build_arch({"name": "drn", **rp["drn"]}, generator=gen)
+    cfg = DRNConfig(steps=int(rp["steps"]), batch_per_task=int(rp["batch_per_task"]), lr_patch=int(rp["lr_patch"]),
+                    lr=float(rp["lr"]), temperature=float(rp["temperature"]), device=device)
+    bank, hist = train_drn(encoder, _samplers(train_pairs, scale, cfg.lr_patch), cfg, gen)
+    encoder = encoder.cpu().eval()
+    bank = bank.cpu()
+    metrics = {"drn_train_accuracy": float(hist["final_accuracy"]), "n_tasks": len(tasks)}
+    if val_pairs and val_pairs[0]:
+        ev = evaluate_drn(encoder, bank, _samplers(val_pairs, scale, cfg.lr_patch), int(rp["eval_per_task"]),
+                          cfg.lr_patch, torch.Generator().manual_seed(int(rp["seed"]) + 1))
+        metrics["drn_val_accuracy"] = float(ev["accuracy"])
+        metrics["drn_val_image_accuracy"] = float(ev["aggregated_accuracy"])
+    else:
+        ev = {}
+    names = [t.name for t in tasks]
+    fams = [t.family for t in tasks]
+    protos = bank.numpy()
+    with staged_folder(out) as tmp:
+        torch.save({"encoder": encoder.state_dict(), "arch": encoder.arch_cfg, "bank": bank.state_dict(),
+                    "tasks": names, "families": fams, "config": cfg.to_dict()}, tmp / "drn.pt")
+        (tmp / "drn_eval.json").write_text(json.dumps({**ev, "tasks": names, "history": {
+            "loss": hist["loss"], "accuracy": hist["accuracy"]}}, indent=1) + "\n")
+        weights, top = {}, {}
+        for k in shots:
+            for s in seeds:
+                key = run_key(k, s)
+                lrs = [lr for _, lr, _ in load_pairs(pool, scale, shot_names(pool, k, s))]
+                emb = embed_images(encoder, lrs, cfg.lr_patch, int(rp["patches_per_image"]))
+                w = relation_weights(emb, protos, float(rp["tau"])) if rp["weighting"] else uniform_weights(len(names))
+                sims = similarities(emb, protos)
+                weights[key] = {n: float(x) for n, x in zip(names, w)}
+                g = tmp / "graphs" / key
+                export_graph(build_graph(names, fams, protos, emb, float(rp["tau"])), g)
+                table = ranking_table(names, fams, sims, w)
+                table.to_csv(g / "ranking.csv", index=False)
+                plot_weights(names, w, g / "weights.png", title=f"relation weights, K={k}, seed {s}", families=fams)
+                top[key] = table["task"].head(3).tolist()
+        (tmp / "weights.json").write_text(json.dumps(weights, indent=1) + "\n")
+        first = run_key(shots[0], seeds[0])
+        metrics["top_tasks"] = top
+        metrics["weight_entropy"] = {k: float(-(np.array(list(v.values())) * np.log(np.array(list(v.values())) + 1e-12)).sum())
+                                     for k, v in weights.items()}
+        metrics["top_task"] = top[first][0]
+        (tmp / "relation.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    return metrics
+
+
+def load_weights(relation_dir: str | Path, shots: int, seed: int, task_names: list[str]) -> list[float]:
+    path = Path(relation_dir) / "weights.json"
+    if not path.is_file():
+        raise DataError(f"{path}: no relation weights; run `drtl relation` first")
+    all_w = json.loads(path.read_text())
+    key = run_key(shots, seed)
+    if key not in all_w:
+        raise DataError(f"{path}: no weights for {key}; rerun `drtl relation` with these shots/seeds")
+    w = all_w[key]
+    missing = [n for n in task_names if n not in w]
+    if missing:
+        raise DataError(f"{path}: weights lack tasks {missing[:3]}; rerun `drtl relation` after `drtl synthesize`")
+    return [w[n] for n in task_names]

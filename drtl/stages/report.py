@@ -1,0 +1,102 @@
+"""Stage: the results table and figures from the evaluation reports.
+
+``results.csv``: one row per (method, shots, seed) with ``method, shots, seed, psnr_y, ssim_y``
+(means over the test images). ``aggregate.csv``: mean and std over seeds per (method, shots).
+``results.md``: the aggregate as a Markdown table (PSNR-Y mean +- std, then SSIM-Y).
+``psnr_vs_shots.png``: PSNR-Y against K with error bars per method. ``metrics.json``: headline
+numbers for ``dvc metrics``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from drtl.config import METHODS
+from drtl.errors import DataError
+from drtl.io import atomic_path, write_text
+
+COLUMNS = ["method", "shots", "seed", "psnr_y", "ssim_y"]
+
+
+def collect(eval_paths: list[str | Path], expand_shots: list[int] | None = None) -> pd.DataFrame:
+    """Rows from evaluation reports. A report with ``shots: null`` (bicubic, upper_bound: methods
+    that do not depend on K) is repeated for every K of ``expand_shots`` so the table is complete."""
+    rows = []
+    for p in eval_paths:
+        p = Path(p)
+        if not p.is_file():
+            raise DataError(f"{p}: evaluation report not found; run the evaluate stage first")
+        r = json.loads(p.read_text())
+        ks = [r["shots"]] if r.get("shots") is not None else list(expand_shots or [0])
+        for k in ks:
+            rows.append({"method": r["method"], "shots": int(k), "seed": int(r["seed"] or 0),
+                         "psnr_y": float(r["psnr_y"]), "ssim_y": float(r["ssim_y"])})
+    if not rows:
+        raise DataError("no evaluation reports given")
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    order = {m: i for i, m in enumerate(METHODS)}
+    df["_o"] = df["method"].map(lambda m: order.get(m, len(order)))
+    return df.sort_values(["_o", "shots", "seed"]).drop(columns="_o").reset_index(drop=True)
+
+
+def aggregate(df: pd.DataFrame) -> pd.DataFrame:
+    g = df.groupby(["method", "shots"], sort=False)
+    agg = g.agg(psnr_mean=("psnr_y", "mean"), psnr_std=("psnr_y", "std"), ssim_mean=("ssim_y", "mean"),
+                ssim_std=("ssim_y", "std"), n_seeds=("seed", "nunique")).reset_index()
+    return agg.fillna({"psnr_std": 0.0, "ssim_std": 0.0})
+
+
+def markdown(agg: pd.DataFrame) -> str:
+    shots = sorted(agg["shots"].unique())
+    head = "| method | " + " | ".join(f"K={k} PSNR-Y" for k in shots) + " | " + " | ".join(f"K={k} SSIM-Y" for k in shots) + " |"
+    sep = "|---|" + "---|" * (2 * len(shots))
+    lines = [head, sep]
+    for m in agg["method"].unique():
+        a = agg[agg["method"] == m].set_index("shots")
+        ps = [f"{a.loc[k, 'psnr_mean']:.3f} ± {a.loc[k, 'psnr_std']:.3f}" if k in a.index else "—" for k in shots]
+        ss = [f"{a.loc[k, 'ssim_mean']:.4f}" if k in a.index else "—" for k in shots]
+        lines.append(f"| {m} | " + " | ".join(ps) + " | " + " | ".join(ss) + " |")
+    n = int(agg["n_seeds"].max())
+    return "\n".join(lines) + f"\n\nMean ± std over {n} seed(s); PSNR/SSIM on Y (BT.601), border crop = scale.\n"
+
+
+def plot(agg: pd.DataFrame, path: str | Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(111)
+    for m in agg["method"].unique():
+        a = agg[agg["method"] == m].sort_values("shots")
+        ax.errorbar(a["shots"], a["psnr_mean"], yerr=a["psnr_std"], marker="o", capsize=3, label=m)
+    ax.set_xlabel("shots K")
+    ax.set_ylabel("PSNR-Y (dB)")
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(agg["shots"].unique()), labels=[str(k) for k in sorted(agg["shots"].unique())])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def report(eval_paths: list[str | Path], out: str | Path, expand_shots: list[int] | None = None) -> dict:
+    out = Path(out)
+    df = collect(eval_paths, expand_shots)
+    agg = aggregate(df)
+    with atomic_path(out / "results.csv") as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6f")
+    with atomic_path(out / "aggregate.csv") as tmp:
+        agg.to_csv(tmp, index=False, float_format="%.6f")
+    write_text(out / "results.md", markdown(agg))
+    plot(agg, out / "psnr_vs_shots.png")
+    metrics = {}
+    for _, r in agg.iterrows():
+        metrics[f"{r['method']}_k{int(r['shots'])}_psnr_y"] = round(float(r["psnr_mean"]), 4)
+    write_text(out / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True) + "\n")
+    return {"n_rows": len(df), "metrics": metrics}

@@ -1,0 +1,164 @@
+"""Stages: pre-training (uniform / DRTL-Pre), meta-training (MAML / DRTL-Meta), few-shot fine-tuning.
+
+Each run writes ``OUT/model.pt`` (a drtl model file carrying its recipe, see drtl.modelio) and
+``OUT/history.json`` (the training curve). Runs checkpoint to ``OUT/.ckpt.pt`` when
+``checkpoint_every`` > 0 and resume from it when rerun after an interruption.
+
+Which runs exist (K = shots, S = seed):
+
+- ``pretrain``: ``uniform_s<S>`` (w = 1/N) and ``drtl_k<K>_s<S>`` (w = relation weights of run K, S);
+- ``metatrain``: ``maml_s<S>`` and ``drtl_k<K>_s<S>``;
+- ``finetune``: ``<method>_k<K>_s<S>`` for method in scratch, pretrain, maml, drtl_pre, drtl_meta,
+  upper_bound, all with the same budget on the same K pairs (upper_bound: every pool pair).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from drtl.archs import build_arch
+from drtl.data.folder import load_pairs, read_manifest
+from drtl.data.patches import PairSampler
+from drtl.errors import ConfigError, DataError
+from drtl.io import write_text
+from drtl.stages.relation import load_weights, run_key, shot_names
+from drtl.stages.synthesize import load_synth
+from drtl.train import MetaConfig, TrainConfig, finetune, maml_train, pretrain
+
+FINETUNE_METHODS = ("scratch", "pretrain", "maml", "drtl_pre", "drtl_meta", "upper_bound")
+_TRAIN_KEYS = {f for f in TrainConfig.__dataclass_fields__}
+
+
+def train_config(section: dict, seed: int, device: str) -> TrainConfig:
+    d = {k: v for k, v in section.items() if k in _TRAIN_KEYS}
+    return TrainConfig.from_dict({**d, "seed": int(seed), "device": device})
+
+
+def _fresh_model(arch: dict, scale: int, seed: int):
+    return build_arch({**arch, "scale": int(scale)}, generator=torch.Generator().manual_seed(10_000 + int(seed)))
+
+
+def _save(out: Path, model, recipe: dict, history: dict) -> None:
+    from drtl.modelio import save_model
+
+    out.mkdir(parents=True, exist_ok=True)
+    hist = {k: v for k, v in history.items() if isinstance(v, (list, int, float, str, dict))}
+    write_text(out / "history.json", json.dumps(hist) + "\n")
+    save_model(out / "model.pt", model, recipe)
+
+
+def _ckpt(out: Path, cfg: TrainConfig):
+    return out / ".ckpt.pt" if cfg.checkpoint_every > 0 else None
+
+
+def _samplers(pairs_per_task, scale, patch, what):
+    try:
+        return [PairSampler(p, scale, patch) for p in pairs_per_task]
+    except DataError as exc:
+        raise ConfigError(f"{what}.lr_patch={patch}: {exc}") from None
+
+
+def _aux_weights(method: str, relation_dir, shots, seed, names):
+    if method in ("uniform", "maml"):
+        return None
+    if shots is None:
+        raise ConfigError(f"method {method!r} needs --shots and --seed (its weights depend on the K target shots)")
+    return load_weights(relation_dir, shots, seed, names)
+
+
+def pretrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int, section: dict, seed: int,
+                 shots: int | None = None, device: str = "cpu") -> dict:
+    """Multi-task pre-training on the auxiliary tasks; ``method`` is 'uniform' or 'drtl'."""
+    if method not in ("uniform", "drtl"):
+        raise ConfigError(f"pretrain method must be 'uniform' or 'drtl', got {method!r}")
+    tasks, pairs, info = load_synth(synth, "train")
+    names = [t.name for t in tasks]
+    w = _aux_weights("uniform" if method == "uniform" else "drtl", relation_dir, shots, seed, names)
+    cfg = train_config(section, seed, device)
+    model = _fresh_model(arch, scale, seed)
+    out = Path(out)
+    hist = pretrain(model, _samplers(pairs, scale, cfg.lr_patch, "pretrain"), w, cfg,
+                    tasks_per_step=section.get("tasks_per_step"), ckpt_path=_ckpt(out, cfg))
+    recipe = {"stage": "pretrain", "method": method, "shots": shots, "seed": seed, "train": cfg.to_dict(),
+              "tasks": names, "weights": w, "tasks_per_step": section.get("tasks_per_step")}
+    _save(out, model.cpu(), recipe, hist)
+    return {"final_loss": float(hist["loss"][-1]) if hist.get("loss") else None}
+
+
+def metatrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int, section: dict, seed: int,
+                  shots: int | None = None, device: str = "cpu") -> dict:
+    """(First-order) MAML over the auxiliary tasks; ``method`` is 'maml' or 'drtl'."""
+    if method not in ("maml", "drtl"):
+        raise ConfigError(f"metatrain method must be 'maml' or 'drtl', got {method!r}")
+    tasks, pairs, info = load_synth(synth, "train")
+    names = [t.name for t in tasks]
+    w = _aux_weights(method, relation_dir, shots, seed, names)
+    cfg = train_config(section, seed, device)
+    mcfg = MetaConfig(**{k: section[k] for k in ("inner_steps", "inner_lr", "meta_batch", "first_order",
+                                                 "support_batch", "query_batch")})
+    model = _fresh_model(arch, scale, seed)
+    out = Path(out)
+    hist = maml_train(model, _samplers(pairs, scale, cfg.lr_patch, "meta"), w, cfg, mcfg, ckpt_path=_ckpt(out, cfg))
+    recipe = {"stage": "metatrain", "method": method, "shots": shots, "seed": seed, "train": cfg.to_dict(),
+              "meta": {k: section[k] for k in ("inner_steps", "inner_lr", "meta_batch", "first_order",
+                                                "support_batch", "query_batch")},
+              "tasks": names, "weights": w}
+    _save(out, model.cpu(), recipe, hist)
+    return {"final_loss": float(hist["loss"][-1]) if hist.get("loss") else None}
+
+
+def finetune_run(method: str, pool, out, arch: dict, scale: int, section: dict, shots: int, seed: int,
+                 init: str | Path | None = None, device: str = "cpu") -> dict:
+    """Few-shot fine-tuning on the K target pairs of (shots, seed); upper_bound uses every pool pair."""
+    from drtl.modelio import load_model
+
+    if method not in FINETUNE_METHODS:
+        raise ConfigError(f"finetune method must be one of {', '.join(FINETUNE_METHODS)}, got {method!r}")
+    names = None if method == "upper_bound" else shot_names(pool, shots, seed)
+    pairs = load_pairs(pool, scale, names)
+    cfg = train_config(section, seed, device)
+    if init is not None:
+        model, _ = load_model(init, expect_scale=scale)
+    else:
+        model = _fresh_model(arch, scale, seed)
+    try:
+        sampler = PairSampler([(lr, hr) for _, lr, hr in pairs], scale, cfg.lr_patch)
+    except DataError as exc:
+        raise ConfigError(f"finetune.lr_patch={cfg.lr_patch}: {exc}") from None
+    out = Path(out)
+    hist = finetune(model, sampler, cfg, ckpt_path=_ckpt(out, cfg))
+    man = read_manifest(pool).set_index("name")
+    used = [n for n, _, _ in pairs]
+    recipe = {"stage": "finetune", "method": method, "shots": shots, "seed": seed, "train": cfg.to_dict(),
+              "init": str(init) if init else None, "pairs": used,
+              "data_sha256": {n: man.loc[n, "lr_sha256"] for n in used if n in man.index}}
+    _save(out, model.cpu(), recipe, hist)
+    return {"final_loss": float(hist["loss"][-1]) if hist.get("loss") else None}
+
+
+# ------------------------------------------------------------------ run naming shared by every orchestrator
+def pretrain_dir(root, method: str, shots: int, seed: int) -> Path:
+    return Path(root) / (f"uniform_s{seed}" if method == "uniform" else f"drtl_{run_key(shots, seed)}")
+
+
+def metatrain_dir(root, method: str, shots: int, seed: int) -> Path:
+    return Path(root) / (f"maml_s{seed}" if method == "maml" else f"drtl_{run_key(shots, seed)}")
+
+
+def finetune_dir(root, method: str, shots: int, seed: int) -> Path:
+    return Path(root) / f"{method}_{run_key(shots, seed)}"
+
+
+def init_for(method: str, shots: int, seed: int, pretrain_root, meta_root, upper_bound_init: str = "scratch"):
+    """The starting model of a fine-tuning run (None = fresh initialisation)."""
+    return {
+        "scratch": None,
+        "pretrain": pretrain_dir(pretrain_root, "uniform", shots, seed) / "model.pt",
+        "maml": metatrain_dir(meta_root, "maml", shots, seed) / "model.pt",
+        "drtl_pre": pretrain_dir(pretrain_root, "drtl", shots, seed) / "model.pt",
+        "drtl_meta": metatrain_dir(meta_root, "drtl", shots, seed) / "model.pt",
+        "upper_bound": None if upper_bound_init == "scratch" else pretrain_dir(pretrain_root, "uniform", shots, seed) / "model.pt",
+    }[method]
