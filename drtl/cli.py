@@ -94,7 +94,12 @@ def _cmd_evaluate(a):
 def _params(a):
     from drtl.config import load_params
 
-    return load_params(a.params, a.set)
+    p = load_params(a.params, a.set)
+    if int(p.get("threads") or 0) > 0:
+        import torch
+
+        torch.set_num_threads(int(p["threads"]))
+    return p
 
 
 def _with_params(p):
@@ -163,7 +168,7 @@ def _cmd_report(a):
 def _cmd_experiment(a):
     from drtl.stages.experiment import run_experiment
 
-    run_experiment(_params(a))
+    run_experiment(_params(a), echo=lambda line: print(line, flush=True))
 
 
 def _train_parser(sub, name, methods, help_):
@@ -232,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
         add_upscale_parser(sub)
     except ImportError:  # pragma: no cover - upscale is part of the package
         pass
+    try:  # the Kubeflow glue lives outside the library (drtl/ never imports kfp); kfp loads lazily
+        from pipelines.cli import add_kfp_parser
+    except ImportError:  # pipelines/ not installed
+        pass
+    else:
+        add_kfp_parser(sub)
     return parser
 
 
