@@ -19,6 +19,8 @@ METHODS = ("bicubic", "scratch", "pretrain", "maml", "drtl_pre", "drtl_meta", "u
 
 DEFAULTS: dict[str, Any] = {
     "device": "cpu",
+    "threads": 0,          # torch intra-op threads; 0 = torch's default (one per core)
+    "log_every_s": 60,     # experiment runner: at most one progress line per this many seconds
     "outputs": "outputs",
     "target": {"pool": "data/sample/pool", "test": "data/sample/test", "scale": 2},
     "aux": {"hr": ["data/sample/aux_hr"], "families": None, "tasks": None, "variants": 1,

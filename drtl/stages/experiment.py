@@ -46,6 +46,14 @@ def run_experiment(params: dict, echo=print) -> dict:
     tg, ex, dev = params["target"], params["experiment"], params["device"]
     scale, shots, seeds, methods = int(tg["scale"]), [int(k) for k in ex["shots"]], [int(s) for s in ex["seeds"]], ex["methods"]
     arch = params["arch"]
+    every = int(params.get("log_every_s", 60))
+    last = [time.time()]
+
+    def on_log(entry):  # a line at most every `log_every_s` seconds, so long runs show life in logs
+        if time.time() - last[0] >= every:
+            last[0] = time.time()
+            echo(f"    step {entry['step']}: loss {entry['loss']:.4f} ({entry['elapsed_s']:.0f}s)")
+
     data_fp = _fp([[n, lp.stat().st_size, hp.stat().st_size] for n, lp, hp in pair_paths(tg["pool"])])
     done = {}
 
@@ -80,24 +88,24 @@ def run_experiment(params: dict, echo=print) -> dict:
             d = pretrain_dir(pre_root, "uniform", 0, s)
             base_fp[("pretrain", s)] = step(d, ["pre", "uniform", synth_fp, arch, params["pretrain"], s, scale], "model.pt",
                                             lambda: pretrain_run("uniform", synth_dir, rel_dir, d, arch, scale,
-                                                                 params["pretrain"], s, None, dev), f"pretrain uniform s{s}")
+                                                                 params["pretrain"], s, None, dev, on_log), f"pretrain uniform s{s}")
         if "maml" in methods:
             d = metatrain_dir(meta_root, "maml", 0, s)
             base_fp[("maml", s)] = step(d, ["meta", "maml", synth_fp, arch, params["meta"], s, scale], "model.pt",
                                         lambda: metatrain_run("maml", synth_dir, rel_dir, d, arch, scale, params["meta"],
-                                                              s, None, dev), f"metatrain maml s{s}")
+                                                              s, None, dev, on_log), f"metatrain maml s{s}")
         for k in shots:
             if "drtl_pre" in methods:
                 d = pretrain_dir(pre_root, "drtl", k, s)
                 base_fp[("drtl_pre", k, s)] = step(
                     d, ["pre", "drtl", synth_fp, rel_fp, arch, params["pretrain"], k, s, scale], "model.pt",
-                    lambda: pretrain_run("drtl", synth_dir, rel_dir, d, arch, scale, params["pretrain"], s, k, dev),
+                    lambda: pretrain_run("drtl", synth_dir, rel_dir, d, arch, scale, params["pretrain"], s, k, dev, on_log),
                     f"pretrain drtl {run_key(k, s)}")
             if "drtl_meta" in methods:
                 d = metatrain_dir(meta_root, "drtl", k, s)
                 base_fp[("drtl_meta", k, s)] = step(
                     d, ["meta", "drtl", synth_fp, rel_fp, arch, params["meta"], k, s, scale], "model.pt",
-                    lambda: metatrain_run("drtl", synth_dir, rel_dir, d, arch, scale, params["meta"], s, k, dev),
+                    lambda: metatrain_run("drtl", synth_dir, rel_dir, d, arch, scale, params["meta"], s, k, dev, on_log),
                     f"metatrain drtl {run_key(k, s)}")
 
     evals = []
@@ -116,7 +124,7 @@ def run_experiment(params: dict, echo=print) -> dict:
                     parent = base_fp.get((m, s)) or base_fp.get((m, k, s)) or (
                         base_fp.get(("pretrain", s)) if m == "upper_bound" and init else None)
                     fp = step(d, ["ft", m, None if m == "upper_bound" else k, s, data_fp, arch, ft, parent, scale],
-                              "model.pt", lambda: finetune_run(m, tg["pool"], d, arch, scale, ft, k, s, init, dev),
+                              "model.pt", lambda: finetune_run(m, tg["pool"], d, arch, scale, ft, k, s, init, dev, on_log),
                               f"finetune {d.name}")
                     model, ev_fp = d / "model.pt", [m, fp, tg["test"]]
                 shots_field = None if m in ("bicubic", "upper_bound") else k

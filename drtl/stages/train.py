@@ -70,7 +70,7 @@ def _aux_weights(method: str, relation_dir, shots, seed, names):
 
 
 def pretrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int, section: dict, seed: int,
-                 shots: int | None = None, device: str = "cpu") -> dict:
+                 shots: int | None = None, device: str = "cpu", on_log=None) -> dict:
     """Multi-task pre-training on the auxiliary tasks; ``method`` is 'uniform' or 'drtl'."""
     if method not in ("uniform", "drtl"):
         raise ConfigError(f"pretrain method must be 'uniform' or 'drtl', got {method!r}")
@@ -81,7 +81,7 @@ def pretrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int, 
     model = _fresh_model(arch, scale, seed)
     out = Path(out)
     hist = pretrain(model, _samplers(pairs, scale, cfg.lr_patch, "pretrain"), w, cfg,
-                    tasks_per_step=section.get("tasks_per_step"), ckpt_path=_ckpt(out, cfg))
+                    tasks_per_step=section.get("tasks_per_step"), ckpt_path=_ckpt(out, cfg), on_log=on_log)
     recipe = {"stage": "pretrain", "method": method, "shots": shots, "seed": seed, "train": cfg.to_dict(),
               "tasks": names, "weights": w, "tasks_per_step": section.get("tasks_per_step")}
     _save(out, model.cpu(), recipe, hist)
@@ -89,7 +89,7 @@ def pretrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int, 
 
 
 def metatrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int, section: dict, seed: int,
-                  shots: int | None = None, device: str = "cpu") -> dict:
+                  shots: int | None = None, device: str = "cpu", on_log=None) -> dict:
     """(First-order) MAML over the auxiliary tasks; ``method`` is 'maml' or 'drtl'."""
     if method not in ("maml", "drtl"):
         raise ConfigError(f"metatrain method must be 'maml' or 'drtl', got {method!r}")
@@ -101,7 +101,8 @@ def metatrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int,
                                                  "support_batch", "query_batch")})
     model = _fresh_model(arch, scale, seed)
     out = Path(out)
-    hist = maml_train(model, _samplers(pairs, scale, cfg.lr_patch, "meta"), w, cfg, mcfg, ckpt_path=_ckpt(out, cfg))
+    hist = maml_train(model, _samplers(pairs, scale, cfg.lr_patch, "meta"), w, cfg, mcfg, ckpt_path=_ckpt(out, cfg),
+                      on_log=on_log)
     recipe = {"stage": "metatrain", "method": method, "shots": shots, "seed": seed, "train": cfg.to_dict(),
               "meta": {k: section[k] for k in ("inner_steps", "inner_lr", "meta_batch", "first_order",
                                                 "support_batch", "query_batch")},
@@ -111,7 +112,7 @@ def metatrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int,
 
 
 def finetune_run(method: str, pool, out, arch: dict, scale: int, section: dict, shots: int, seed: int,
-                 init: str | Path | None = None, device: str = "cpu") -> dict:
+                 init: str | Path | None = None, device: str = "cpu", on_log=None) -> dict:
     """Few-shot fine-tuning on the K target pairs of (shots, seed); upper_bound uses every pool pair."""
     from drtl.modelio import load_model
 
@@ -129,7 +130,7 @@ def finetune_run(method: str, pool, out, arch: dict, scale: int, section: dict, 
     except DataError as exc:
         raise ConfigError(f"finetune.lr_patch={cfg.lr_patch}: {exc}") from None
     out = Path(out)
-    hist = finetune(model, sampler, cfg, ckpt_path=_ckpt(out, cfg))
+    hist = finetune(model, sampler, cfg, ckpt_path=_ckpt(out, cfg), on_log=on_log)
     man = read_manifest(pool).set_index("name")
     used = [n for n, _, _ in pairs]
     recipe = {"stage": "finetune", "method": method, "shots": shots, "seed": seed, "train": cfg.to_dict(),
