@@ -86,7 +86,13 @@ def _cmd_manifest(a):
 def _cmd_evaluate(a):
     from drtl.stages.evaluate import evaluate
 
-    rep = evaluate(a.method, a.data, a.scale, a.out, a.model, a.shots, a.seed, a.device, a.tile)
+    p = _params(a)  # threads and tracking come from params; the rest is explicit
+    ident = {"method": a.method, "shots": a.shots, "seed": a.seed}
+    name = a.method if a.seed is None else (f"{a.method}_s{a.seed}" if a.shots is None else
+                                            f"{a.method}_k{a.shots}_s{a.seed}")
+    rep = _tracked(p, "evaluate", name, ident,
+                   lambda: evaluate(a.method, a.data, a.scale, a.out, a.model, a.shots, a.seed, a.device, a.tile),
+                   inputs=[(a.data, "test")])
     print(f"{a.method} on {a.data} (x{a.scale}, {rep['n_images']} images): "
           f"PSNR-Y {rep['psnr_y']:.3f} dB, SSIM-Y {rep['ssim_y']:.4f}")
 
@@ -110,13 +116,44 @@ def _with_params(p):
     return p
 
 
+def _tracked(p, stage: str, name: str, ident: dict, fn, artifacts=(), inputs=(), history=None, section=None):
+    """Run ``fn`` inside an MLflow child run when ``tracking.enabled`` (a no-op otherwise).
+
+    Logs the stage's params section and identity (method/shots/seed), the numeric results as
+    metrics, the training curve from ``history`` (a history.json path), artifacts and dataset inputs.
+    """
+    from drtl.tracking import flatten, tracker_from_params
+
+    tracker = tracker_from_params(p)
+    logged = {**{k: v for k, v in ident.items() if v is not None}, **flatten(p.get(section) or {}, f"{section}.")} \
+        if section else {k: v for k, v in ident.items() if v is not None}
+    with tracker.run(stage, name, logged) as run:
+        result = fn()
+        if tracker.enabled:
+            if isinstance(result, dict):
+                run.log_metrics({k: v for k, v in flatten(result).items()
+                                 if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            if history is not None and Path(history).is_file():
+                run.log_history(json.loads(Path(history).read_text()))
+            for path in artifacts:
+                path = Path(path)
+                if path.is_dir():
+                    run.log_artifacts(path, path.name)
+                elif path.is_file():
+                    run.log_artifact(path)
+            for root, ctx in inputs:
+                run.log_input(str(root), ctx)
+    return result
+
+
 def _cmd_synthesize(a):
     from drtl.stages.synthesize import synthesize
 
     p = _params(a)
     x = p["aux"]
-    m = synthesize(x["hr"], a.out, int(p["target"]["scale"]), x["families"], x["tasks"], x["variants"],
-                   x["val_fraction"], x["max_hr_side"], x["seed"])
+    m = _tracked(p, "synthesize", "synthesize", {}, section="aux", artifacts=[Path(a.out) / "tasks.yaml"],
+                 fn=lambda: synthesize(x["hr"], a.out, int(p["target"]["scale"]), x["families"], x["tasks"],
+                                       x["variants"], x["val_fraction"], x["max_hr_side"], x["seed"]))
     print(f"synthesized {m['n_tasks']} tasks x {m['n_images']} HR images into {a.out} ({m['n_val_images']} held out)")
 
 
@@ -124,8 +161,12 @@ def _cmd_relation(a):
     from drtl.stages.relation import relation
 
     p = _params(a)
-    m = relation(a.synth, p["target"]["pool"], a.out, int(p["target"]["scale"]), p["experiment"]["shots"],
-                 p["experiment"]["seeds"], p["relation"], p["device"])
+    out = Path(a.out)
+    m = _tracked(p, "relation", "relation", {}, section="relation",
+                 artifacts=[out / "graphs", out / "weights.json", out / "drn_eval.json"],
+                 inputs=[(p["target"]["pool"], "target_pool")],
+                 fn=lambda: relation(a.synth, p["target"]["pool"], a.out, int(p["target"]["scale"]),
+                                     p["experiment"]["shots"], p["experiment"]["seeds"], p["relation"], p["device"]))
     print(f"DRN accuracy train {m['drn_train_accuracy']:.3f} val {m.get('drn_val_accuracy', float('nan')):.3f}; "
           f"top task {m['top_task']}; graphs in {a.out}")
 
@@ -134,8 +175,11 @@ def _cmd_pretrain(a):
     from drtl.stages.train import pretrain_run
 
     p = _params(a)
-    pretrain_run(a.method, a.synth, a.relation, a.out, p["arch"], int(p["target"]["scale"]), p["pretrain"],
-                 a.seed, a.shots, p["device"])
+    out = Path(a.out)
+    _tracked(p, "pretrain", out.name, {"method": a.method, "shots": a.shots, "seed": a.seed}, section="pretrain",
+             history=out / "history.json", artifacts=[out / "model.pt"],
+             fn=lambda: pretrain_run(a.method, a.synth, a.relation, a.out, p["arch"], int(p["target"]["scale"]),
+                                     p["pretrain"], a.seed, a.shots, p["device"]))
     print(f"pre-trained ({a.method}) -> {a.out}/model.pt")
 
 
@@ -143,8 +187,11 @@ def _cmd_metatrain(a):
     from drtl.stages.train import metatrain_run
 
     p = _params(a)
-    metatrain_run(a.method, a.synth, a.relation, a.out, p["arch"], int(p["target"]["scale"]), p["meta"],
-                  a.seed, a.shots, p["device"])
+    out = Path(a.out)
+    _tracked(p, "metatrain", out.name, {"method": a.method, "shots": a.shots, "seed": a.seed}, section="meta",
+             history=out / "history.json", artifacts=[out / "model.pt"],
+             fn=lambda: metatrain_run(a.method, a.synth, a.relation, a.out, p["arch"], int(p["target"]["scale"]),
+                                      p["meta"], a.seed, a.shots, p["device"]))
     print(f"meta-trained ({a.method}) -> {a.out}/model.pt")
 
 
@@ -152,16 +199,22 @@ def _cmd_finetune(a):
     from drtl.stages.train import finetune_run
 
     p = _params(a)
-    finetune_run(a.method, a.pool or p["target"]["pool"], a.out, p["arch"], int(p["target"]["scale"]),
-                 p["finetune"], a.shots, a.seed, a.init, p["device"])
+    out, pool = Path(a.out), a.pool or p["target"]["pool"]
+    _tracked(p, "finetune", out.name, {"method": a.method, "shots": a.shots, "seed": a.seed}, section="finetune",
+             history=out / "history.json", artifacts=[out / "model.pt"], inputs=[(pool, "target_pool")],
+             fn=lambda: finetune_run(a.method, pool, a.out, p["arch"], int(p["target"]["scale"]), p["finetune"],
+                                     a.shots, a.seed, a.init, p["device"]))
     print(f"fine-tuned ({a.method}, K={a.shots}, seed {a.seed}) -> {a.out}/model.pt")
 
 
 def _cmd_report(a):
+    from drtl.stages.experiment import eval_paths
     from drtl.stages.report import report
 
-    shots = [int(k) for k in a.shots.split(",")] if a.shots else None
-    r = report(a.evals, a.out, shots)
+    p = _params(a)
+    shots = [int(k) for k in a.shots.split(",")] if a.shots else [int(k) for k in p["experiment"]["shots"]]
+    evals = a.evals or eval_paths(p)  # default: exactly the runs params.yaml's experiment makes
+    r = _tracked(p, "report", "report", {}, lambda: report(evals, a.out, shots), artifacts=[a.out])
     print(f"{r['n_rows']} rows -> {a.out}/results.csv")
 
 
@@ -210,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--out", required=True)
     ft.set_defaults(func=_cmd_finetune)
 
-    ev = sub.add_parser("evaluate", help="PSNR/SSIM (Y, crop = scale) of a method on a paired folder")
+    ev = _with_params(sub.add_parser("evaluate", help="PSNR/SSIM (Y, crop = scale) of a method on a paired folder"))
     ev.add_argument("--method", default="bicubic")
     ev.add_argument("--data", required=True, help="paired folder to evaluate on")
     ev.add_argument("--scale", type=int, required=True)
@@ -222,9 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="JSON report path")
     ev.set_defaults(func=_cmd_evaluate)
 
-    rp = sub.add_parser("report", help="results.csv, aggregate table and figures from evaluation reports")
-    rp.add_argument("evals", nargs="+")
-    rp.add_argument("--shots", default=None, help="K list (e.g. 1,5,10) for K-independent methods' rows")
+    rp = _with_params(sub.add_parser("report", help="results.csv, aggregate table and figures from evaluation reports"))
+    rp.add_argument("evals", nargs="*", help="eval.json files (default: every run of params' experiment)")
+    rp.add_argument("--shots", default=None, help="K list (e.g. 1,5,10) for K-independent methods' rows "
+                                                  "(default: experiment.shots)")
     rp.add_argument("--out", default="reports")
     rp.set_defaults(func=_cmd_report)
 

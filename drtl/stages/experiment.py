@@ -40,6 +40,40 @@ def _mark(folder: Path, fingerprint: str) -> None:
     write_text(folder / "fingerprint.json", json.dumps({"fp": fingerprint}) + "\n")
 
 
+K_INDEPENDENT = ("bicubic", "upper_bound")
+
+
+def _identity(name: str) -> dict:
+    """'drtl_pre_k5_s1' -> {'method': 'drtl_pre', 'shots': 5, 'seed': 1} (tags for tracking)."""
+    import re
+
+    m = re.fullmatch(r"(.+?)(?:_k(\d+))?_s(\d+)", name)
+    if not m:
+        return {}
+    return {"method": m.group(1), "shots": int(m.group(2)) if m.group(2) else None, "seed": int(m.group(3))}
+
+
+def eval_runs(params: dict) -> list[tuple[str, str, int | None, int]]:
+    """(name, method, shots, seed) of every evaluation the experiment makes, in table order.
+
+    bicubic and upper_bound do not depend on K: one evaluation per seed (shots None), which the
+    report repeats for every K. The name is the evaluation folder under ``<outputs>/eval``.
+    """
+    ex = params["experiment"]
+    runs = []
+    for s in ex["seeds"]:
+        for m in ex["methods"]:
+            if m in K_INDEPENDENT:
+                runs.append((f"{m}_s{s}", m, None, int(s)))
+            else:
+                runs += [(f"{m}_{run_key(k, s)}", m, int(k), int(s)) for k in ex["shots"]]
+    return runs
+
+
+def eval_paths(params: dict) -> list[Path]:
+    return [Path(params["outputs"]) / "eval" / name / "eval.json" for name, *_ in eval_runs(params)]
+
+
 def run_experiment(params: dict, echo=print) -> dict:
     t0 = time.time()
     out = Path(params["outputs"])
@@ -55,14 +89,24 @@ def run_experiment(params: dict, echo=print) -> dict:
             echo(f"    step {entry['step']}: loss {entry['loss']:.4f} ({entry['elapsed_s']:.0f}s)")
 
     data_fp = _fp([[n, lp.stat().st_size, hp.stat().st_size] for n, lp, hp in pair_paths(tg["pool"])])
-    done = {}
+    from drtl.tracking import tracker_from_params
+
+    tracker = tracker_from_params(params)  # a no-op unless tracking.enabled
 
     def step(folder: Path, fp_obj, product: str, fn, what: str):
         fp = _fp(fp_obj)
         if _cached(folder, fp, product):
             return fp
         t = time.time()
-        fn()
+        kind = what.split()[0]
+        with tracker.run(kind, folder.name, {"fingerprint": fp, **_identity(folder.name)}) as run:
+            fn()
+            if tracker.enabled:
+                if (folder / "history.json").is_file():
+                    run.log_history(json.loads((folder / "history.json").read_text()))
+                if product == "eval.json":
+                    r = json.loads((folder / product).read_text())
+                    run.log_metrics({k: r[k] for k in ("psnr_y", "ssim_y", "psnr_rgb")})
         _mark(folder, fp)
         echo(f"[{time.time() - t0:7.1f}s] {what} ({time.time() - t:.1f}s)")
         return fp
@@ -110,27 +154,23 @@ def run_experiment(params: dict, echo=print) -> dict:
 
     evals = []
     ft = params["finetune"]
-    for s in seeds:
-        for m in methods:
-            ks = [shots[0]] if m in ("bicubic", "upper_bound") else shots  # these two do not depend on K
-            for k in ks:
-                name = f"{m}_s{s}" if m in ("bicubic", "upper_bound") else f"{m}_{run_key(k, s)}"
-                e = ev_root / name / "eval.json"
-                if m == "bicubic":
-                    model, ev_fp = None, ["bicubic", tg["test"]]
-                else:
-                    d = finetune_dir(ft_root, m, k, s) if m != "upper_bound" else ft_root / f"upper_bound_s{s}"
-                    init = init_for(m, k, s, pre_root, meta_root, ft["upper_bound_init"])
-                    parent = base_fp.get((m, s)) or base_fp.get((m, k, s)) or (
-                        base_fp.get(("pretrain", s)) if m == "upper_bound" and init else None)
-                    fp = step(d, ["ft", m, None if m == "upper_bound" else k, s, data_fp, arch, ft, parent, scale],
-                              "model.pt", lambda: finetune_run(m, tg["pool"], d, arch, scale, ft, k, s, init, dev, on_log),
-                              f"finetune {d.name}")
-                    model, ev_fp = d / "model.pt", [m, fp, tg["test"]]
-                shots_field = None if m in ("bicubic", "upper_bound") else k
-                step(e.parent, ev_fp, "eval.json",
-                     lambda: evaluate(m, tg["test"], scale, e, model, shots_field, s, dev), f"evaluate {name}")
-                evals.append(e)
+    for name, m, k, s in eval_runs(params):
+        e = ev_root / name / "eval.json"
+        if m == "bicubic":
+            model, ev_fp = None, ["bicubic", tg["test"]]
+        else:
+            kk = shots[0] if k is None else k  # upper_bound: K-independent, trained once per seed
+            d = ft_root / f"upper_bound_s{s}" if m == "upper_bound" else finetune_dir(ft_root, m, kk, s)
+            init = init_for(m, kk, s, pre_root, meta_root, ft["upper_bound_init"])
+            parent = base_fp.get((m, s)) or base_fp.get((m, kk, s)) or (
+                base_fp.get(("pretrain", s)) if m == "upper_bound" and init else None)
+            fp = step(d, ["ft", m, k, s, data_fp, arch, ft, parent, scale], "model.pt",
+                      lambda: finetune_run(m, tg["pool"], d, arch, scale, ft, kk, s, init, dev, on_log),
+                      f"finetune {d.name}")
+            model, ev_fp = d / "model.pt", [m, fp, tg["test"]]
+        step(e.parent, ev_fp, "eval.json", lambda: evaluate(m, tg["test"], scale, e, model, k, s, dev),
+             f"evaluate {name}")
+        evals.append(e)
     rep = report(evals, out / "reports", expand_shots=shots)
     echo(f"[{time.time() - t0:7.1f}s] report: {out / 'reports' / 'results.csv'} ({rep['n_rows']} rows)")
     return rep
