@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.drtl-installed
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench clean city100
 
 setup: $(STAMP)
 
@@ -16,12 +16,22 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
 	touch $(STAMP)
 
-# The main job. For now: build the sample data, validate it, evaluate bicubic on its test pairs.
+# The main job: the whole DAG (dvc.yaml) on the built-in sample, offline. `dvc pull data.dvc`
+# restores data/sample from the in-repository remote dvc-remote/; the stages call the venv's `drtl`.
 run: setup
-	$(BIN)/drtl data sample data/sample --scale 2 --seed 0
-	$(BIN)/drtl data validate data/sample/pool --scale 2 --test data/sample/test
-	$(BIN)/drtl data validate data/sample/test --scale 2
-	$(BIN)/drtl evaluate --method bicubic --data data/sample/test --scale 2 --out reports/bicubic.json
+	PATH="$(CURDIR)/$(BIN):$$PATH" DVC_NO_ANALYTICS=1 $(BIN)/dvc pull data.dvc
+	PATH="$(CURDIR)/$(BIN):$$PATH" DVC_NO_ANALYTICS=1 $(BIN)/dvc repro
+	@cat reports/results.md
+
+# Issue 3's table on the real City100 iPhone X pairs (needs ../shared/datasets): import, then run.
+SHARED ?= ../shared/datasets
+city100: setup
+	$(BIN)/drtl data import city100 $(SHARED)/city100-iphonex data/city100_x2/pool --scale 2 --names 001-010
+	$(BIN)/drtl data import city100 $(SHARED)/city100-iphonex data/city100_x2/test --scale 2 --names 011-020
+	$(BIN)/drtl data import set5 $(SHARED)/set5 data/set5_x2 --scale 2
+	test -d data/sample || $(BIN)/drtl data sample data/sample --scale 2
+	$(BIN)/drtl experiment --params configs/city100_x2.yaml
+	@cat outputs/city100_x2/reports/results.md
 
 test: setup
 	$(BIN)/python -m pytest -q
