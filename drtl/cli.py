@@ -285,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     xp = _with_params(sub.add_parser("experiment", help="the whole table in one process (resumable)"))
     xp.set_defaults(func=_cmd_experiment)
 
+    from drtl.stages.adapt import add_adapt_parser
+
+    add_adapt_parser(sub)
+
     try:
         from drtl.upscale import add_upscale_parser
 
