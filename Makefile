@@ -9,11 +9,13 @@ STAMP  := $(VENV)/.drtl-installed
 setup: $(STAMP)
 
 # Idempotent: re-installs only when pyproject.toml or requirements.lock change.
-# torch is pinned to 2.13.0 (the CPU wheel on this machine's disk); requirements.lock pins the rest.
+# requirements.lock pins the whole environment (torch==2.13.0: the CPU wheel on this machine's disk),
+# so it installs with --no-deps: no resolver, no metadata round trips, the same set every time.
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 # The main job: the whole DAG (dvc.yaml) on the built-in sample, offline. `dvc pull data.dvc`
