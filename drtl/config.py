@@ -79,8 +79,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(raw)
 
 
-def load_params(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
-    params = copy.deepcopy(DEFAULTS)
+def load_params(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None) -> dict:
+    """``base`` (default: DEFAULTS) <- the params file ``path`` <- ``-S`` overrides, then checked."""
+    params = copy.deepcopy(DEFAULTS if base is None else base)
     if path is not None:
         path = Path(path)
         if not path.is_file():

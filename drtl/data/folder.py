@@ -146,21 +146,25 @@ def _looks_like_dataset(path: Path) -> bool:
 
 
 @contextmanager
-def staged_folder(dest: str | os.PathLike) -> Iterator[Path]:
+def staged_folder(dest: str | os.PathLike, guard: bool = True) -> Iterator[Path]:
     """Build a folder in a temporary sibling and swap it in only if the block succeeds.
 
-    An existing ``dest`` is replaced only when it looks like a dataset folder (has HR/ or a
-    manifest) or is empty; anything else is refused so a typo never wipes unrelated files. On any
-    error the existing ``dest`` is left untouched and the temporary folder removed.
+    With ``guard`` (the default) an existing ``dest`` is replaced only when it looks like a dataset
+    folder (has HR/ or a manifest) or is empty; anything else is refused so a typo never wipes
+    unrelated files. On any error the existing ``dest`` is left untouched and the temporary folder
+    removed.
     """
     dest = Path(dest)
-    if dest.exists():
+    if guard and dest.exists():
         if not dest.is_dir():
             raise DataError(f"{dest}: exists and is not a folder; choose another output path")
         if any(dest.iterdir()) and not _looks_like_dataset(dest):
             raise DataError(f"{dest}: exists and is not a dataset folder; refusing to overwrite it")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result is an ordinary folder
     try:
         yield tmp
         old = None

@@ -51,7 +51,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -86,24 +85,9 @@ def adapt_profile() -> dict:
 
 def adapt_params(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> dict:
     """DEFAULTS <- adapt_profile() <- the params file ``path`` (optional) <- ``-S`` overrides, checked."""
-    import yaml
+    from drtl.config import DEFAULTS, _merge, load_params
 
-    from drtl.config import DEFAULTS, _merge, check_params, parse_override, set_key
-
-    params = _merge(DEFAULTS, adapt_profile())
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: params file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-        params = _merge(params, data)
-    for o in overrides or []:
-        set_key(params, *parse_override(o))
-    check_params(params)
-    return params
+    return load_params(path, overrides, base=_merge(DEFAULTS, adapt_profile()))
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -118,27 +102,11 @@ def default_cache_root() -> Path:
     return base / "drtl" / "aux"
 
 
-@contextlib.contextmanager
 def _replaced_dir(dest: Path):
     """Build a folder in a dot-prefixed temp sibling; on success it replaces ``dest`` (else vanishes)."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result is an ordinary folder
-    try:
-        yield tmp
-        old = None
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    from drtl.data.folder import staged_folder
+
+    return staged_folder(dest, guard=False)
 
 
 def _json(path: Path, obj) -> None:
