@@ -276,3 +276,20 @@ def test_pipeline_id_and_uri(tmp_path, monkeypatch, make_pairs):
     assert resolve_uri("sqlite:///mlflow.db") == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
     with pytest.raises(Exception, match="in-memory"):
         resolve_uri("sqlite:///:memory:")
+
+
+def test_cli_stage_commands_log_to_mlflow(make_pairs, tmp_path, monkeypatch):
+    """`drtl evaluate` with tracking enabled leaves a finished child run with its identity and metrics."""
+    from drtl.cli import main
+    from drtl.tracking import search_results
+
+    monkeypatch.chdir(tmp_path)
+    root = make_pairs(n=2, hr=40)
+    uri = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert main(["evaluate", "--data", str(root), "--scale", "2", "--seed", "3", "--out", str(tmp_path / "e.json"),
+                 "-S", "tracking.enabled=true", "-S", f"tracking.uri={uri}", "-S", "tracking.experiment=cli"]) == 0
+    df = search_results(uri, "cli")
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert row["method"] == "bicubic" and int(row["seed"]) == 3
+    assert abs(row["psnr_y"] - json.loads((tmp_path / "e.json").read_text())["psnr_y"]) < 1e-9
