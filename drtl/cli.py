@@ -98,13 +98,10 @@ def _cmd_evaluate(a):
 
 
 def _params(a):
-    from drtl.config import load_params
+    from drtl.config import apply_threads, load_params
 
     p = load_params(a.params, a.set)
-    if int(p.get("threads") or 0) > 0:
-        import torch
-
-        torch.set_num_threads(int(p["threads"]))
+    apply_threads(p)
     return p
 
 

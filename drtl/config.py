@@ -97,6 +97,14 @@ def load_params(path: str | Path | None = None, overrides: list[str] | None = No
     return params
 
 
+def apply_threads(p: dict) -> None:
+    """Set torch's intra-op threads from ``params['threads']`` (0 = leave torch's default)."""
+    if int(p.get("threads") or 0) > 0:
+        import torch
+
+        torch.set_num_threads(int(p["threads"]))
+
+
 def check_params(p: dict) -> None:
     bad = [m for m in p["experiment"]["methods"] if m not in METHODS]
     if bad:

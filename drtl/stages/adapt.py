@@ -689,11 +689,10 @@ def summary_markdown(s: dict, out: Path) -> str:
 def _cmd_adapt(a) -> None:
     from drtl.data.importers import parse_names
 
-    params = adapt_params(a.params, a.set)
-    if int(params.get("threads") or 0) > 0:
-        import torch
+    from drtl.config import apply_threads
 
-        torch.set_num_threads(int(params["threads"]))
+    params = adapt_params(a.params, a.set)
+    apply_threads(params)
     s = adapt(a.pairs, a.scale, a.shots, a.out, params, seed=a.seed, aux_cache=a.aux_cache,
               echo=lambda line: print(line, flush=True), layout=a.layout, names=parse_names(a.names))
     if s["eval"]:
