@@ -1,13 +1,17 @@
 """Typed access to params.yaml: defaults, overrides (``-S key.sub=value``) and validation.
 
 ``params.yaml`` (read by DVC too) holds every tunable, one section per stage. ``load_params``
-merges it over :data:`DEFAULTS`, so a partial file works, and refuses unknown keys with a one-line
-error naming them.
+merges it over :data:`DEFAULTS`, so a partial file works, refuses unknown keys, and checks every
+value against :data:`SCHEMA` (the type and range of each key, defined next to the defaults). A bad
+value is a one-line :class:`ConfigError` naming the key, the value and what is expected, raised
+before any work starts.
 """
 
 from __future__ import annotations
 
 import copy
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,9 @@ import yaml
 from drtl.errors import ConfigError
 
 METHODS = ("bicubic", "scratch", "pretrain", "maml", "drtl_pre", "drtl_meta", "upper_bound")
+# The super-resolution scales the project supports, everywhere (import, validation, params, models).
+SUPPORTED_SCALES = (2, 3, 4)
+SCHEDULES = ("constant", "step", "cosine")
 
 DEFAULTS: dict[str, Any] = {
     "device": "cpu",
@@ -44,8 +51,152 @@ DEFAULTS: dict[str, Any] = {
 _FREE = {("arch",), ("relation", "drn")}
 
 
+# ----------------------------------------------------------------------------------- the schema
+class Spec:
+    """The type and range of one key: ``check(value) -> value`` (possibly normalised) or ``None``
+    when the value does not fit; ``expect`` says what fits, for the error message."""
+
+    def __init__(self, expect: str, check, nullable: bool = False):
+        self.expect, self._check, self.nullable = expect, check, nullable
+
+    def __call__(self, value):
+        if value is None and self.nullable:
+            return True, None
+        try:
+            out = self._check(value)
+        except (TypeError, ValueError, OverflowError):
+            return False, None
+        return (out is not None), out
+
+    def or_null(self, what: str = "null") -> Spec:
+        return Spec(f"{self.expect}, or {what}", self._check, nullable=True)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def Int(lo: int | None = None, hi: int | None = None) -> Spec:
+    rng = f" >= {lo}" if hi is None else f" in {lo}..{hi}"
+    return Spec(f"an integer{rng if lo is not None else ''}",
+                lambda v: v if _is_int(v) and (lo is None or v >= lo) and (hi is None or v <= hi) else None)
+
+
+def _as_float(v) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, str):  # YAML 1.1 reads 1e-4 (no dot) as a string: accept the number it spells
+        v = float(v.strip())
+    if not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return v  # an int stays an int (logged and hashed as written)
+
+
+def Float(lo: float, hi: float | None = None, lo_open: bool = False, hi_open: bool = False) -> Spec:
+    low = f"> {lo:g}" if lo_open else f">= {lo:g}"
+    text = f"a number {low}" if hi is None else f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+
+    def check(v):
+        x = _as_float(v)
+        if x is None or x < lo or (lo_open and x == lo):
+            return None
+        if hi is not None and (x > hi or (hi_open and x == hi)):
+            return None
+        return x
+    return Spec(text, check)
+
+
+def Bool() -> Spec:
+    return Spec("true or false", lambda v: v if isinstance(v, bool) else None)
+
+
+def Str(choices: tuple | None = None, pattern: str | None = None, expect: str | None = None) -> Spec:
+    def check(v):
+        if not isinstance(v, str) or not v.strip():
+            return None
+        if choices is not None and v not in choices:
+            return None
+        if pattern is not None and not re.fullmatch(pattern, v.strip().lower()):
+            return None
+        return v
+    text = expect or (f"one of {', '.join(choices)}" if choices else "a non-empty string")
+    return Spec(text, check)
+
+
+def List(item: Spec, scalar_ok: bool = False, expect: str | None = None) -> Spec:
+    """A non-empty list of ``item``; with ``scalar_ok`` a single item is taken as a one-item list."""
+    def check(v):
+        if scalar_ok and not isinstance(v, (list, tuple)):
+            v = [v]
+        if not isinstance(v, (list, tuple)) or not v:
+            return None
+        out = []
+        for x in v:
+            ok, y = item(x)
+            if not ok:
+                return None
+            out.append(y)
+        return out
+    return Spec(expect or f"a non-empty list of {item.expect.replace('an integer', 'integers').replace('a non-empty string', 'strings')}",
+                check)
+
+
+def Mapping() -> Spec:
+    return Spec("a mapping of settings", lambda v: v if isinstance(v, dict) else None)
+
+
+_POS = Float(0.0, lo_open=True)
+SCHEMA: dict[str, Spec] = {
+    "device": Str(pattern=r"cpu|cuda|cuda:\d+|auto", expect="cpu, cuda, cuda:N or auto"),
+    "threads": Int(0),
+    "log_every_s": Float(0.0),
+    "outputs": Str(),
+    "target.pool": Str(), "target.test": Str(),
+    "target.scale": Int(),  # the range is set below from SUPPORTED_SCALES
+    "aux.hr": List(Str(), scalar_ok=True),
+    "aux.families": List(Str(), scalar_ok=True).or_null("null (every family)"),
+    "aux.tasks": List(Str(), scalar_ok=True).or_null("null (every task)"),
+    "aux.variants": Int(1), "aux.val_fraction": Float(0.0, 1.0, hi_open=True), "aux.max_hr_side": Int(16).or_null("null (no limit)"),
+    "aux.seed": Int(0),
+    "arch": Mapping(), "relation.drn": Mapping(),
+    "relation.steps": Int(1), "relation.batch_per_task": Int(1), "relation.lr_patch": Int(8), "relation.lr": _POS,
+    "relation.temperature": _POS, "relation.tau": _POS, "relation.weighting": Bool(),
+    "relation.patches_per_image": Int(1), "relation.eval_per_task": Int(1), "relation.seed": Int(0),
+    "pretrain.iterations": Int(1), "pretrain.batch": Int(1), "pretrain.lr_patch": Int(8), "pretrain.lr": _POS,
+    "pretrain.tasks_per_step": Int(1), "pretrain.schedule": Str(SCHEDULES), "pretrain.log_every": Int(1),
+    "pretrain.checkpoint_every": Int(0),
+    "meta.iterations": Int(1), "meta.lr_patch": Int(8), "meta.lr": _POS, "meta.inner_steps": Int(1),
+    "meta.inner_lr": _POS, "meta.meta_batch": Int(1), "meta.first_order": Bool(), "meta.support_batch": Int(1),
+    "meta.query_batch": Int(1), "meta.log_every": Int(1), "meta.checkpoint_every": Int(0),
+    "finetune.iterations": Int(1), "finetune.batch": Int(1), "finetune.lr_patch": Int(8), "finetune.lr": _POS,
+    "finetune.schedule": Str(SCHEDULES), "finetune.log_every": Int(1), "finetune.checkpoint_every": Int(0),
+    "finetune.upper_bound_init": Str(("scratch", "pretrain")),
+    "experiment.shots": List(Int(1), scalar_ok=True), "experiment.seeds": List(Int(0), scalar_ok=True),
+    "experiment.methods": List(Str(METHODS), expect=f"a non-empty list of methods from {', '.join(METHODS)}"),
+    "tracking.uri": Str(), "tracking.experiment": Str(), "tracking.enabled": Bool(),
+}
+SCHEMA["target.scale"] = Spec(f"one of {', '.join(map(str, SUPPORTED_SCALES))}",
+                              lambda v: v if _is_int(v) and v in SUPPORTED_SCALES else None)
+
+
+def check_scale(scale, what: str = "--scale") -> int:
+    """The one scale rule: an integer in :data:`SUPPORTED_SCALES`; else a one-line ConfigError."""
+    if not _is_int(scale) or scale not in SUPPORTED_SCALES:
+        raise ConfigError(f"{what}={scale}: expected one of {', '.join(map(str, SUPPORTED_SCALES))}")
+    return int(scale)
+
+
+def _show(value) -> str:
+    text = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip()
+    text = text.removesuffix("\n...").strip()
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _merge(base: dict, over: dict, path: tuple = ()) -> dict:
     out = copy.deepcopy(base)
+    if not isinstance(over, dict):
+        where = ".".join(path) or "params file"
+        raise ConfigError(f"{where}={_show(over)}: expected a mapping of settings")
     for k, v in (over or {}).items():
         if path + (k,) not in _FREE and path not in _FREE and k not in base and path != ():
             raise ConfigError(f"params: unknown key {'.'.join(path + (k,))}; known: {', '.join(sorted(base))}")
@@ -64,6 +215,8 @@ def set_key(params: dict, dotted: str, value: Any) -> None:
     node = params
     for i, k in enumerate(keys[:-1]):
         if not isinstance(node.get(k), dict):
+            if k not in node:
+                raise ConfigError(f"params: unknown key {dotted}")
             raise ConfigError(f"params: {'.'.join(keys[: i + 1])} is not a section")
         node = node[k]
     if keys[-1] not in node and tuple(keys[:-1]) not in _FREE:
@@ -76,7 +229,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key.sub=value")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw)
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return key.strip(), raw  # not YAML: the schema check names the key and what it expects
 
 
 def load_params(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None) -> dict:
@@ -106,14 +262,24 @@ def apply_threads(p: dict) -> None:
 
 
 def check_params(p: dict) -> None:
-    bad = [m for m in p["experiment"]["methods"] if m not in METHODS]
-    if bad:
-        raise ConfigError(f"params: unknown method(s) {bad}; choose from {', '.join(METHODS)}")
-    if int(p["target"]["scale"]) not in (2, 3, 4):
-        raise ConfigError(f"params: target.scale must be 2, 3 or 4, got {p['target']['scale']}")
-    if not p["experiment"]["shots"] or any(int(k) < 1 for k in p["experiment"]["shots"]):
-        raise ConfigError("params: experiment.shots must be a non-empty list of positive integers")
-    if isinstance(p["aux"]["hr"], str):
-        p["aux"]["hr"] = [p["aux"]["hr"]]
-    if p["finetune"]["upper_bound_init"] not in ("scratch", "pretrain"):
-        raise ConfigError("params: finetune.upper_bound_init must be 'scratch' or 'pretrain'")
+    """Check every key of :data:`SCHEMA` in ``p`` (in place: numbers spelt as strings such as
+    ``1e-4`` become floats, a single shot count or HR folder becomes a one-item list). Raises a
+    one-line ConfigError ``KEY=VALUE: expected WHAT`` for the first bad value."""
+    if not isinstance(p, dict):
+        raise ConfigError(f"params: expected a mapping of sections, got {_show(p)}")
+    for section, default in DEFAULTS.items():
+        if isinstance(default, dict) and not isinstance(p.get(section), dict):
+            raise ConfigError(f"{section}={_show(p.get(section))}: expected a mapping of settings")
+    for dotted, spec in SCHEMA.items():
+        *parents, leaf = dotted.split(".")
+        node = p
+        for k in parents:
+            node = node[k]
+        if not isinstance(node, dict):
+            raise ConfigError(f"{'.'.join(parents)}={_show(node)}: expected a mapping of settings")
+        if leaf not in node:
+            raise ConfigError(f"params: {dotted} is missing")
+        ok, value = spec(node[leaf])
+        if not ok:
+            raise ConfigError(f"{dotted}={_show(node[leaf])}: expected {spec.expect}")
+        node[leaf] = value
