@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -113,27 +115,118 @@ def image_info(path: str | os.PathLike) -> dict:
     return {"mode": mode, "width": w, "height": h, "bits": bits}
 
 
+# ----------------------------------------------------------------------------------------------
+# atomic writes: ONE file helper (atomic_path) and ONE folder helper (atomic_folder)
+#
+# A temporary is named ``.<dest name>.<pid>-<8 random>.tmp`` (files) or ``.<dest name>.<pid>-<8
+# random>.tmpdir`` (folders), next to its destination: hidden, and with an extension that no image
+# reader or folder scan takes for an image. ``clean_stale_temps`` removes the ones whose writing
+# process is gone (a run killed mid-write). Results get the ordinary mode of a new file or folder
+# (0666 / 0777 minus the umask), not mkstemp's 0600.
+
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[A-Za-z0-9_]{8}\.(?:tmp|tmpdir)$")
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (/proc), else swapped."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def is_temp(path: str | os.PathLike) -> bool:
+    """True for a temporary of :func:`atomic_path` / :func:`atomic_folder` (any process)."""
+    return bool(_TEMP_RE.match(Path(path).name))
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove this project's temporaries in ``folder`` whose writer process no longer runs."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = _TEMP_RE.match(p.name)
+        if m and not _pid_alive(int(m.group("pid"))):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, suffix: str | None = None):
-    """Yield a temporary path next to ``dest``; rename it onto ``dest`` only if the block succeeds."""
+    """Yield a temporary path next to ``dest``; rename it onto ``dest`` only if the block succeeds.
+
+    The temporary ends in ``.tmp`` whatever ``dest`` is (``suffix`` is accepted for old callers
+    and ignored: writers must name the format explicitly, e.g. ``savefig(tmp, format="png")``).
+    The result gets mode 0666 minus the umask, like any newly created file.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or dest.suffix or ".tmp", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}-", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, dest)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def atomic_folder(dest: str | os.PathLike):
+    """Build a folder in a temporary sibling and swap it onto ``dest`` only if the block succeeds.
+
+    On any error the existing ``dest`` is left untouched and the temporary removed. The new folder
+    gets mode 0777 minus the umask (mkdtemp makes 0700).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{os.getpid()}-", suffix=".tmpdir", dir=dest.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())
+    try:
+        yield tmp
+        old = None
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{os.getpid()}-", suffix=".tmpdir", dir=dest.parent))
+            os.replace(dest, old / dest.name)
+        os.replace(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
     """Write an HWC RGB uint8 array as PNG, atomically."""
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"write_image expects HWC RGB uint8, got {img.dtype} {img.shape}")
-    with atomic_path(path, suffix=".png") as tmp:
+    with atomic_path(path) as tmp:
         Image.fromarray(img).save(tmp, format="PNG")
 
 
@@ -148,10 +241,3 @@ def to_float(img: np.ndarray) -> np.ndarray:
     if img.dtype == np.uint8:
         return img.astype(np.float64) / 255.0
     return img.astype(np.float64, copy=False)
-
-
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """float HWC in [0, 1] -> uint8 with rounding and clipping."""
-    if img.dtype == np.uint8:
-        return img
-    return np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from drtl.errors import DataError
-from drtl.io import IMAGE_EXTS, image_info, read_image
+from drtl.io import IMAGE_EXTS, atomic_folder, atomic_path, clean_stale_temps, image_info, read_image
 
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = [
@@ -130,7 +128,8 @@ def build_manifest(root: str | os.PathLike, scale: int) -> pd.DataFrame:
 
 def write_manifest(root: str | os.PathLike, scale: int) -> pd.DataFrame:
     df = build_manifest(root, scale)
-    df.to_csv(Path(root) / MANIFEST, index=False)
+    with atomic_path(Path(root) / MANIFEST) as tmp:
+        df.to_csv(tmp, index=False)
     return df
 
 
@@ -147,7 +146,8 @@ def _looks_like_dataset(path: Path) -> bool:
 
 @contextmanager
 def staged_folder(dest: str | os.PathLike, guard: bool = True) -> Iterator[Path]:
-    """Build a folder in a temporary sibling and swap it in only if the block succeeds.
+    """Build a folder in a temporary sibling and swap it in only if the block succeeds
+    (:func:`drtl.io.atomic_folder`).
 
     With ``guard`` (the default) an existing ``dest`` is replaced only when it looks like a dataset
     folder (has HR/ or a manifest) or is empty; anything else is refused so a typo never wipes
@@ -160,23 +160,10 @@ def staged_folder(dest: str | os.PathLike, guard: bool = True) -> Iterator[Path]
             raise DataError(f"{dest}: exists and is not a folder; choose another output path")
         if any(dest.iterdir()) and not _looks_like_dataset(dest):
             raise DataError(f"{dest}: exists and is not a dataset folder; refusing to overwrite it")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result is an ordinary folder
-    try:
+    if dest.parent.is_dir():
+        clean_stale_temps(dest.parent)
+    with atomic_folder(dest) as tmp:
         yield tmp
-        old = None
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_pairs(dest: str | os.PathLike, pairs: Iterator[tuple[str, np.ndarray, np.ndarray]], scale: int,
