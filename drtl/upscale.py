@@ -31,12 +31,14 @@ import torch
 from torch import nn
 
 from drtl.errors import ConfigError, DataError
-from drtl.io import IMAGE_EXTS, image_info, read_image, write_image
+from drtl.io import IMAGE_EXTS, clean_stale_temps, image_info, read_image, write_image
 from drtl.modelio import load_model, resolve_device
 from drtl.progress import progress
 
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 16
+# overlap <= 2 x tile: a tile's context is at most 5 tiles wide (<= 25x the work of its core)
+MAX_OVERLAP_PER_TILE = 2
 _GLOB_CHARS = set("*?[")
 
 
@@ -69,11 +71,16 @@ def tile_grid(h: int, w: int, tile: int | None, overlap: int) -> list[tuple[tupl
     return out
 
 
-def _check_tiling(tile: int | None, overlap: int) -> None:
+def check_tiling(tile: int | None, overlap: int) -> None:
     if tile is not None and (isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1):
         raise ConfigError(f"tile must be a positive number of pixels (or None / 0 for no tiling), got {tile!r}")
     if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or overlap < 0:
         raise ConfigError(f"overlap must be an integer >= 0, got {overlap!r}")
+    if tile is not None and overlap > MAX_OVERLAP_PER_TILE * tile:
+        raise ConfigError(
+            f"tile {tile} with overlap {overlap}: an overlap over {MAX_OVERLAP_PER_TILE}x the tile recomputes every "
+            f"pixel up to {((tile + 2 * overlap) / tile) ** 2:.0f} times; use a tile >= "
+            f"{-(-overlap // MAX_OVERLAP_PER_TILE)} (or 0: the whole image at once) or a smaller overlap")
 
 
 def upscale_image(
@@ -93,7 +100,7 @@ def upscale_image(
     """
     if tile == 0:
         tile = None
-    _check_tiling(tile, overlap)
+    check_tiling(tile, overlap)
     if not isinstance(img_uint8, np.ndarray) or img_uint8.dtype != np.uint8 or img_uint8.ndim != 3 or img_uint8.shape[2] != 3:
         desc = f"{img_uint8.dtype} {img_uint8.shape}" if isinstance(img_uint8, np.ndarray) else type(img_uint8).__name__
         raise DataError(f"upscale_image expects an HWC RGB uint8 image, got {desc}; read files with drtl.io.read_image")
@@ -173,7 +180,9 @@ def expand_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
         s = os.fspath(item)
         p = Path(s)
         if p.is_dir():
-            found = sorted((c for c in p.iterdir() if c.is_file() and _is_image(c)), key=lambda c: c.name)
+            # hidden files (temporaries of an interrupted write among them) are not inputs
+            found = sorted((c for c in p.iterdir() if c.is_file() and _is_image(c) and not c.name.startswith(".")),
+                           key=lambda c: c.name)
             if not found:
                 raise DataError(f"{p}: folder has no image files ({', '.join(IMAGE_EXTS)})")
             files += found
@@ -220,14 +229,16 @@ def upscale_paths(
     ``out_dir/<stem>_x<scale>.png`` (8-bit RGB PNG, written atomically). Returns the written paths
     in input order. ``scale``, when given, must match the model's. Input conversions (gray, alpha,
     16-bit) follow :func:`drtl.io.read_image` and warn. Every problem is a one-line DRTLError; an
-    unreadable input stops the run naming it, leaving no partial output for that file."""
+    unreadable input stops the run naming it, leaving no partial output for that file. Temporaries
+    left in ``out_dir`` by an earlier run that was killed are removed first."""
     if tile == 0:
         tile = None
-    _check_tiling(tile, overlap)
-    files = expand_inputs(inputs)
+    check_tiling(tile, overlap)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"{out_dir}: output path exists and is not a folder")
+    clean_stale_temps(out_dir)
+    files = expand_inputs(inputs)
     dev = resolve_device(device)
     model, meta = load_model(model_path, expect_scale=scale, expect_arch="edsr", device=dev)
     s = int(meta["arch"]["scale"])
@@ -306,6 +317,7 @@ def add_upscale_parser(subparsers) -> argparse.ArgumentParser:
 __all__ = [
     "DEFAULT_OVERLAP",
     "DEFAULT_TILE",
+    "check_tiling",
     "add_upscale_parser",
     "expand_inputs",
     "output_name",

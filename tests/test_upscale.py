@@ -106,7 +106,7 @@ def test_bad_arguments(m2, rng):
 def test_model_mode_restored(rng):
     m = _model(2)
     m.train()
-    upscale_image(m, rand_img(rng, 8, 8), tile=4)
+    upscale_image(m, rand_img(rng, 8, 8), tile=4, overlap=4)
     assert m.training
 
 
