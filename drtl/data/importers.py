@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drtl.config import check_scale
 from drtl.data.folder import check_pair_shape, modcrop, write_pairs
 from drtl.errors import ConfigError, DataError
 from drtl.io import IMAGE_EXTS, read_image
@@ -45,9 +46,7 @@ def parse_names(spec: str | None) -> list[str] | None:
 
 
 def _check_scale(scale: int) -> int:
-    if int(scale) != scale or not 2 <= int(scale) <= 8:
-        raise ConfigError(f"--scale must be an integer between 2 and 8, got {scale}")
-    return int(scale)
+    return check_scale(scale)  # the one rule: drtl.config.SUPPORTED_SCALES
 
 
 def _src_dir(src: str | Path) -> Path:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from drtl.config import check_scale
 from drtl.data.folder import MANIFEST, _image_files, check_root, sha256_file
 from drtl.errors import DataError, ValidationError
 from drtl.io import image_info, read_image
@@ -64,11 +65,11 @@ def collect_facts(root: str | os.PathLike, scale: int) -> pd.DataFrame:
         row.update(_facts_for(lr.get(name), "lr"))
         row["lr_height_x_scale"] = row["lr_height"] * scale
         row["lr_width_x_scale"] = row["lr_width"] * scale
-        if manifest is not None and name in manifest.index:
-            m = manifest.loc[name]
-            row["matches_manifest"] = bool(m["hr_sha256"] == row["hr_sha256"] and m["lr_sha256"] == row["lr_sha256"])
-        else:
-            row["matches_manifest"] = manifest is None
+        for p in ("hr", "lr"):  # one column per side, so a changed file is blamed by its own name
+            if manifest is not None and name in manifest.index:
+                row[f"{p}_matches_manifest"] = bool(manifest.loc[name, f"{p}_sha256"] == row[f"{p}_sha256"])
+            else:
+                row[f"{p}_matches_manifest"] = manifest is None
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -91,7 +92,8 @@ def _suite(test_hashes: list[str] | None):
     exps += [
         E.ExpectColumnPairValuesToBeEqual(column_A="hr_height", column_B="lr_height_x_scale"),
         E.ExpectColumnPairValuesToBeEqual(column_A="hr_width", column_B="lr_width_x_scale"),
-        E.ExpectColumnValuesToBeInSet(column="matches_manifest", value_set=[True]),
+        E.ExpectColumnValuesToBeInSet(column="hr_matches_manifest", value_set=[True]),
+        E.ExpectColumnValuesToBeInSet(column="lr_matches_manifest", value_set=[True]),
     ]
     return exps
 
@@ -105,6 +107,7 @@ def validate_folder(root: str | os.PathLike, scale: int, test_root: str | os.Pat
     """Run the suite; return {'success', 'n_pairs', 'failures': [{'expectation', 'files'}]}."""
     import great_expectations as gx
 
+    scale = check_scale(scale)
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     facts = collect_facts(root, scale)
     test_hashes = None

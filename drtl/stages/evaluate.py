@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from drtl.data.folder import load_pairs
+from drtl.config import check_scale
 from drtl.errors import ConfigError
 from drtl.io import write_text
 from drtl.metrics import psnr, ssim
@@ -46,8 +47,15 @@ def evaluate(method: str, data: str | Path, scale: int, out: str | Path | None =
     Writes the JSON report to ``out`` when given: ``psnr_y``/``ssim_y`` means, ``psnr_rgb``, the
     per-image numbers, and the run's identity (method, shots, seed, model path).
     """
+    scale = check_scale(scale)
     if model is None and method != "bicubic":
         raise ConfigError(f"method {method!r} needs --model (only bicubic runs without a model)")
+    if out is not None and Path(out).is_dir():
+        raise ConfigError(f"--out {out}: is a folder; give the JSON report's file path, e.g. {Path(out) / 'eval.json'}")
+    if tile is not None:
+        from drtl.upscale import DEFAULT_OVERLAP, check_tiling
+
+        check_tiling(tile or None, DEFAULT_OVERLAP)
     pairs = load_pairs(data, scale)
     if model is None:
         def upscale(lr):
