@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from drtl.config import SUPPORTED_SCALES as VALID_SCALES  # the one scale rule, defined in drtl.config
+
 RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean, as in EDSR / BasicSR
-VALID_SCALES = (2, 3, 4)
 
 
 class ResidualBlockNoBN(nn.Module):
