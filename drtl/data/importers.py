@@ -1,7 +1,8 @@
 """Dataset adapters: convert public layouts into the paired-folder format (see drtl.data.folder).
 
 Every importer writes ``DST`` atomically (built aside, swapped in on success), mod-crops HR to a
-multiple of the scale and makes LR exactly HR/scale:
+multiple of the scale and makes LR exactly HR/scale; each pair's registration is checked
+(drtl.data.registration) and a misregistered one is imported with a one-line warning:
 
 - ``city100``: ``NNNH.PNG`` (HR) and ``NNNL.PNG`` (LR capture registered and upsampled to HR size).
   LR = MATLAB-bicubic downscale of the mod-cropped ``L`` by 1/scale (the protocol of
@@ -23,6 +24,7 @@ import numpy as np
 
 from drtl.config import check_scale
 from drtl.data.folder import check_pair_shape, modcrop, write_pairs
+from drtl.data.registration import warn_if_misregistered
 from drtl.errors import ConfigError, DataError
 from drtl.io import IMAGE_EXTS, read_image
 
@@ -97,7 +99,9 @@ def _pairs(src: Path, hr_files: dict, lr_files: dict, names: list[str], scale: i
             raise DataError(f"{src}: no LR partner for {hr_files[n]}")
         hr = read_image(hr_files[n])
         lr = _lr_from(read_image(lr_files[n]), hr, scale, lr_files[n])
-        yield n, lr, modcrop(hr, scale)
+        hr = modcrop(hr, scale)
+        warn_if_misregistered(lr_files[n], lr, hr, scale)  # a warning only: validation fails bad ones
+        yield n, lr, hr
 
 
 def import_city100(src, dst, scale: int, names: list[str] | None = None):

@@ -7,7 +7,10 @@ present, the files on disk otherwise):
   re-import them, which converts with a warning);
 - LR size x scale == HR size;
 - no duplicate image content (sha256) within the folder; hashes match the manifest when present;
-- when a test folder is given: no content shared between this folder and the test set.
+- when a test folder is given: no content shared between this folder and the test set;
+- registration: each LR, bicubic-upscaled, is shifted by at most FAIL_SHIFT_PX HR px against its HR
+  and correlates with it at least FAIL_CORRELATION (drtl.data.registration); the report holds the
+  estimated shift of every pair under ``registration.pairs``.
 
 ``validate_folder`` returns a report dict; ``check_folder`` raises ``ValidationError`` with one
 line naming the failing expectations and files.
@@ -20,37 +23,52 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from drtl.config import check_scale
 from drtl.data.folder import MANIFEST, _image_files, check_root, sha256_file
+from drtl.data.registration import FAIL_CORRELATION, FAIL_SHIFT_PX, check_pair
 from drtl.errors import DataError, ValidationError
 from drtl.io import image_info, read_image
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 
-def _facts_for(path: Path | None, prefix: str) -> dict:
+def _facts_for(path: Path | None, prefix: str) -> tuple[dict, np.ndarray | None]:
     row = {f"{prefix}_exists": False, f"{prefix}_decodes": False, f"{prefix}_mode": "", f"{prefix}_bits": 0,
            f"{prefix}_height": -1, f"{prefix}_width": -1, f"{prefix}_sha256": ""}
     if path is None or not path.is_file():
-        return row
+        return row, None
     row[f"{prefix}_exists"] = True
     row[f"{prefix}_sha256"] = sha256_file(path)
     try:
         info = image_info(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            read_image(path)  # full decode: truncated files pass a header check
+            img = read_image(path)  # full decode: truncated files pass a header check
     except DataError:
-        return row
+        return row, None
     row.update({f"{prefix}_decodes": True, f"{prefix}_mode": info["mode"], f"{prefix}_bits": info["bits"],
                 f"{prefix}_height": info["height"], f"{prefix}_width": info["width"]})
-    return row
+    return row, img
 
 
-def collect_facts(root: str | os.PathLike, scale: int) -> pd.DataFrame:
-    """One row per HR image (and per orphan LR image) with what the suite checks."""
+def _registration(lr, hr, scale: int) -> dict:
+    """lr_* registration columns; a pair that cannot be compared (missing, wrong size) gets neutral
+    values and ``registration_checked`` False: the other expectations name its problem."""
+    if lr is None or hr is None or hr.shape[0] != lr.shape[0] * scale or hr.shape[1] != lr.shape[1] * scale:
+        return {"registration_checked": False, "lr_shift_y": 0.0, "lr_shift_x": 0.0, "lr_shift_px": 0.0,
+                "lr_correlation": 1.0, "bicubic_psnr_y": float("nan")}
+    r = check_pair(lr, hr, scale)
+    corr = r["correlation"] if r["correlation"] == r["correlation"] else 1.0  # too small to measure
+    return {"registration_checked": True, "lr_shift_y": r["shift_y"], "lr_shift_x": r["shift_x"],
+            "lr_shift_px": r["shift_px"], "lr_correlation": corr, "bicubic_psnr_y": r["psnr_y"]}
+
+
+def collect_facts(root: str | os.PathLike, scale: int, registration: bool = True) -> pd.DataFrame:
+    """One row per HR image (and per orphan LR image) with what the suite checks (with
+    ``registration``: the pair's estimated shift and correlation, drtl.data.registration)."""
     root = check_root(root, need_lr=True)
     hr = _image_files(root / "HR")
     lr = _image_files(root / "LR")
@@ -61,8 +79,12 @@ def collect_facts(root: str | os.PathLike, scale: int) -> pd.DataFrame:
     for name in sorted(set(hr) | set(lr)):
         row = {"name": name, "hr_file": f"HR/{hr[name].name}" if name in hr else f"HR/{name}.png",
                "lr_file": f"LR/{lr[name].name}" if name in lr else f"LR/{name}.png"}
-        row.update(_facts_for(hr.get(name), "hr"))
-        row.update(_facts_for(lr.get(name), "lr"))
+        hr_row, hr_img = _facts_for(hr.get(name), "hr")
+        lr_row, lr_img = _facts_for(lr.get(name), "lr")
+        row.update(hr_row)
+        row.update(lr_row)
+        if registration:
+            row.update(_registration(lr_img, hr_img, scale))
         row["lr_height_x_scale"] = row["lr_height"] * scale
         row["lr_width_x_scale"] = row["lr_width"] * scale
         for p in ("hr", "lr"):  # one column per side, so a changed file is blamed by its own name
@@ -94,6 +116,8 @@ def _suite(test_hashes: list[str] | None):
         E.ExpectColumnPairValuesToBeEqual(column_A="hr_width", column_B="lr_width_x_scale"),
         E.ExpectColumnValuesToBeInSet(column="hr_matches_manifest", value_set=[True]),
         E.ExpectColumnValuesToBeInSet(column="lr_matches_manifest", value_set=[True]),
+        E.ExpectColumnValuesToBeBetween(column="lr_shift_px", min_value=0.0, max_value=FAIL_SHIFT_PX),
+        E.ExpectColumnValuesToBeBetween(column="lr_correlation", min_value=FAIL_CORRELATION, max_value=1.0),
     ]
     return exps
 
@@ -112,7 +136,7 @@ def validate_folder(root: str | os.PathLike, scale: int, test_root: str | os.Pat
     facts = collect_facts(root, scale)
     test_hashes = None
     if test_root is not None:
-        tf = collect_facts(test_root, scale)
+        tf = collect_facts(test_root, scale, registration=False)
         test_hashes = [h for h in list(tf["hr_sha256"]) + list(tf["lr_sha256"]) if h]
     ctx = gx.get_context(mode="ephemeral")
     try:
@@ -139,8 +163,15 @@ def validate_folder(root: str | os.PathLike, scale: int, test_root: str | os.Pat
             file_col = "lr_file"  # a size mismatch is blamed on the LR file
         files = sorted({str(facts.loc[i, file_col]) for i in idx if i in facts.index})
         failures.append({"expectation": _describe(cfg.type, cfg.kwargs), "files": files})
+    reg = {str(r["name"]): {"shift_y": float(r["lr_shift_y"]), "shift_x": float(r["lr_shift_x"]),
+                            "shift_px": float(r["lr_shift_px"]), "correlation": float(r["lr_correlation"]),
+                            "bicubic_psnr_y": None if r["bicubic_psnr_y"] != r["bicubic_psnr_y"] else float(r["bicubic_psnr_y"])}
+           for _, r in facts.iterrows() if r["registration_checked"]}
     return {"success": bool(res.success), "root": str(root), "scale": int(scale), "n_pairs": int(len(facts)),
-            "failures": failures}
+            "failures": failures,
+            "registration": {"fail_shift_px": FAIL_SHIFT_PX, "fail_correlation": FAIL_CORRELATION,
+                             "shift_units": "HR px (dy down, dx right) of the bicubic-upscaled LR against HR",
+                             "pairs": reg}}
 
 
 def summarize(report: dict) -> str:
