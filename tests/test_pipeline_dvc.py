@@ -160,7 +160,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert set(df[df.method.isin(["bicubic", "upper_bound"])].shots) == {1}
     assert df.psnr_y.between(15, 60).all() and df.ssim_y.between(0, 1).all()
     metrics = json.loads((root / "reports" / "metrics.json").read_text())
-    assert "drtl_pre_k1_psnr_y" in metrics
+    assert set(metrics["drtl_pre"]["k1"]["psnr_y"]) == {"mean", "std", "n"} and "ssim_y" in metrics["drtl_pre"]["k1"]
     assert (root / "reports" / "psnr_vs_shots.png").read_bytes()[:4] == b"\x89PNG"
     assert (root / "outputs" / "relation" / "graphs" / "k1_s0" / "weights.png").is_file()
     assert json.loads((root / "reports" / "validation.json").read_text())["success"] is True

@@ -3,8 +3,9 @@
 ``results.csv``: one row per (method, shots, seed) with ``method, shots, seed, psnr_y, ssim_y``
 (means over the test images). ``aggregate.csv``: mean and std over seeds per (method, shots).
 ``results.md``: the aggregate as a Markdown table (PSNR-Y mean +- std, then SSIM-Y).
-``psnr_vs_shots.png``: PSNR-Y against K with error bars per method. ``metrics.json``: headline
-numbers for ``dvc metrics``.
+``psnr_vs_shots.png``: PSNR-Y against K with error bars per method. ``metrics.json``: for
+``dvc metrics`` / ``dvc exp show``, per method and K: PSNR-Y and SSIM-Y mean, std and seed count
+(see :func:`dvc_metrics`).
 """
 
 from __future__ import annotations
@@ -95,8 +96,22 @@ def report(eval_paths: list[str | Path], out: str | Path, expand_shots: list[int
         agg.to_csv(tmp, index=False, float_format="%.6f")
     write_text(out / "results.md", markdown(agg))
     plot(agg, out / "psnr_vs_shots.png")
-    metrics = {}
+    nested = dvc_metrics(agg)
+    write_text(out / "metrics.json", json.dumps(nested, indent=1) + "\n")
+    # flat headline numbers (method_kK_psnr_y: mean PSNR-Y) for callers that log scalars (Kubeflow)
+    flat = {f"{m}_{k}_psnr_y": v["psnr_y"]["mean"] for m, ks in nested.items() for k, v in ks.items()}
+    return {"n_rows": len(df), "metrics": flat, "dvc_metrics": nested}
+
+
+def dvc_metrics(agg: pd.DataFrame) -> dict:
+    """``{method: {"k<K>": {"psnr_y": {"mean", "std", "n"}, "ssim_y": {...}}}}`` (std over seeds,
+    n = number of seeds): nested, so ``dvc exp show`` / ``dvc metrics diff`` get one column each,
+    e.g. ``drtl_pre.k5.psnr_y.mean``."""
+    metrics: dict = {}
     for _, r in agg.iterrows():
-        metrics[f"{r['method']}_k{int(r['shots'])}_psnr_y"] = round(float(r["psnr_mean"]), 4)
-    write_text(out / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True) + "\n")
-    return {"n_rows": len(df), "metrics": metrics}
+        n = int(r["n_seeds"])
+        metrics.setdefault(str(r["method"]), {})[f"k{int(r['shots'])}"] = {
+            "psnr_y": {"mean": round(float(r["psnr_mean"]), 4), "std": round(float(r["psnr_std"]), 4), "n": n},
+            "ssim_y": {"mean": round(float(r["ssim_mean"]), 5), "std": round(float(r["ssim_std"]), 5), "n": n},
+        }
+    return metrics
