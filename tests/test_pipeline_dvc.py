@@ -189,7 +189,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert not redone & {"validate", "synthesize", "relation", "pretrain_uniform@0", "pretrain_drtl@1-0",
                          "metatrain_maml@0", "metatrain_drtl@1-0", "evaluate_bicubic@0"}
     shown = json.dumps(json.loads(dvc(root, "exp", "show", "--json").stdout))
-    assert '"iterations": 4' in shown and "drtl_pre_k1_psnr_y" in shown
+    assert '"iterations": 4' in shown and '"drtl_pre": {"k1": {"psnr_y": {"mean": ' in shown
 
 
 @needs_dvc

@@ -55,15 +55,19 @@ def _facts_for(path: Path | None, prefix: str) -> tuple[dict, np.ndarray | None]
 
 
 def _registration(lr, hr, scale: int) -> dict:
-    """lr_* registration columns; a pair that cannot be compared (missing, wrong size) gets neutral
-    values and ``registration_checked`` False: the other expectations name its problem."""
+    """lr_* registration columns. A pair that cannot be compared (missing, wrong size) or judged
+    (too small or too flat: drtl.data.registration) gets neutral values: the other expectations
+    name a broken file, and the report marks an unjudged pair ``judged: false``."""
+    neutral = {"registration_checked": False, "registration_judged": False, "lr_shift_y": 0.0, "lr_shift_x": 0.0,
+               "lr_shift_px": 0.0, "lr_correlation": 1.0, "bicubic_psnr_y": float("nan"), "texture": float("nan")}
     if lr is None or hr is None or hr.shape[0] != lr.shape[0] * scale or hr.shape[1] != lr.shape[1] * scale:
-        return {"registration_checked": False, "lr_shift_y": 0.0, "lr_shift_x": 0.0, "lr_shift_px": 0.0,
-                "lr_correlation": 1.0, "bicubic_psnr_y": float("nan")}
+        return neutral
     r = check_pair(lr, hr, scale)
-    corr = r["correlation"] if r["correlation"] == r["correlation"] else 1.0  # too small to measure
-    return {"registration_checked": True, "lr_shift_y": r["shift_y"], "lr_shift_x": r["shift_x"],
-            "lr_shift_px": r["shift_px"], "lr_correlation": corr, "bicubic_psnr_y": r["psnr_y"]}
+    row = {**neutral, "registration_checked": True, "bicubic_psnr_y": r["psnr_y"], "texture": r["texture"]}
+    if r["reliable"]:
+        row.update({"registration_judged": True, "lr_shift_y": r["shift_y"], "lr_shift_x": r["shift_x"],
+                    "lr_shift_px": r["shift_px"], "lr_correlation": r["correlation"]})
+    return row
 
 
 def collect_facts(root: str | os.PathLike, scale: int, registration: bool = True) -> pd.DataFrame:
@@ -163,10 +167,16 @@ def validate_folder(root: str | os.PathLike, scale: int, test_root: str | os.Pat
             file_col = "lr_file"  # a size mismatch is blamed on the LR file
         files = sorted({str(facts.loc[i, file_col]) for i in idx if i in facts.index})
         failures.append({"expectation": _describe(cfg.type, cfg.kwargs), "files": files})
-    reg = {str(r["name"]): {"shift_y": float(r["lr_shift_y"]), "shift_x": float(r["lr_shift_x"]),
-                            "shift_px": float(r["lr_shift_px"]), "correlation": float(r["lr_correlation"]),
-                            "bicubic_psnr_y": None if r["bicubic_psnr_y"] != r["bicubic_psnr_y"] else float(r["bicubic_psnr_y"])}
-           for _, r in facts.iterrows() if r["registration_checked"]}
+    reg = {}
+    for _, r in facts.iterrows():
+        if not r["registration_checked"]:
+            continue
+        entry = {"judged": bool(r["registration_judged"]), "bicubic_psnr_y": float(r["bicubic_psnr_y"]),
+                 "texture": float(r["texture"])}
+        if entry["judged"]:
+            entry.update({"shift_y": float(r["lr_shift_y"]), "shift_x": float(r["lr_shift_x"]),
+                          "shift_px": float(r["lr_shift_px"]), "correlation": float(r["lr_correlation"])})
+        reg[str(r["name"])] = entry
     return {"success": bool(res.success), "root": str(root), "scale": int(scale), "n_pairs": int(len(facts)),
             "failures": failures,
             "registration": {"fail_shift_px": FAIL_SHIFT_PX, "fail_correlation": FAIL_CORRELATION,
