@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from drtl.cli import main
-from drtl.data.registration import FAIL_SHIFT_PX, WARN_SHIFT_PX, check_pair
+from drtl.data.registration import FAIL_SHIFT_PX, WARN_SHIFT_PX, check_pair, verdict
 from drtl.degradations.resize import imresize
 from tests.conftest import save, shared_dataset
 
@@ -27,14 +27,26 @@ def _set5(tmp_path, hr, lr, name="a", scale=2):
 
 @pytest.mark.parametrize("shift", [1, 2, 3])
 def test_synthetic_shift_is_measured(shift):
-    big = _photo(160)
-    hr = big[16:144, 16:144]
-    moved = big[16 - shift:144 - shift, 16 + shift:144 + shift]  # content moved down and left by `shift`
+    from skimage import data
+
+    big = np.ascontiguousarray(data.astronaut()[60:284, 130:354])
+    hr = big[16:208, 16:208]
+    moved = big[16 - shift:208 - shift, 16 + shift:208 + shift]  # content moved down and left by `shift`
     r = check_pair(imresize(moved, scale=0.5), hr, 2)
-    assert r["shift_y"] == pytest.approx(shift, abs=0.3) and r["shift_x"] == pytest.approx(-shift, abs=0.3)
+    assert r["reliable"]
+    assert r["shift_y"] == pytest.approx(shift, abs=0.2) and r["shift_x"] == pytest.approx(-shift, abs=0.2)
     assert r["shift_px"] > WARN_SHIFT_PX
     r0 = check_pair(imresize(hr, scale=0.5), hr, 2)
     assert r0["shift_px"] <= 0.1 and r0["correlation"] > 0.95
+
+
+def test_flat_or_tiny_pairs_are_not_judged():
+    flat = np.full((64, 64, 3), 120, np.uint8)
+    flat[::7] = 121
+    r = check_pair(imresize(np.roll(flat, 3, axis=1), scale=0.5), flat, 2)
+    assert not r["reliable"] and verdict(r, fail=True) is None
+    tiny = _photo(32)
+    assert not check_pair(imresize(tiny, scale=0.5), tiny, 2)["reliable"]
 
 
 def test_shifted_lr_warns_at_import_and_fails_validation(tmp_path, capsys):
@@ -75,4 +87,4 @@ def test_real_city100_pairs_pass(tmp_path, capsys):
     assert main(["data", "validate", str(dst), "--scale", "2", "--report", str(rep)]) == 0
     pairs = json.loads(rep.read_text())["registration"]["pairs"]
     assert len(pairs) == 5
-    assert all(p["shift_px"] <= WARN_SHIFT_PX and p["correlation"] >= 0.9 for p in pairs.values()), pairs
+    assert all(p["judged"] and p["shift_px"] <= WARN_SHIFT_PX and p["correlation"] >= 0.95 for p in pairs.values()), pairs
