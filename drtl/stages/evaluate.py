@@ -11,7 +11,7 @@ import numpy as np
 from drtl.data.folder import load_pairs
 from drtl.config import check_scale
 from drtl.errors import ConfigError
-from drtl.io import write_text
+from drtl.io import clean_stale_temps, write_text
 from drtl.metrics import psnr, ssim
 from drtl.progress import progress
 
@@ -72,5 +72,6 @@ def evaluate(method: str, data: str | Path, scale: int, out: str | Path | None =
               "crop_border": int(scale), "model": str(model) if model else None,
               **score_pairs(pairs, scale, upscale)}
     if out is not None:
+        clean_stale_temps(Path(out).parent)  # temporaries of an earlier run that was killed
         write_text(out, json.dumps(report, indent=2) + "\n")
     return report

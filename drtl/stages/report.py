@@ -18,7 +18,7 @@ import pandas as pd
 
 from drtl.config import METHODS
 from drtl.errors import DataError
-from drtl.io import atomic_path, write_text
+from drtl.io import atomic_path, clean_stale_temps, write_text
 
 COLUMNS = ["method", "shots", "seed", "psnr_y", "ssim_y"]
 
@@ -88,6 +88,7 @@ def plot(agg: pd.DataFrame, path: str | Path) -> None:
 
 def report(eval_paths: list[str | Path], out: str | Path, expand_shots: list[int] | None = None) -> dict:
     out = Path(out)
+    clean_stale_temps(out)  # temporaries of an earlier report run that was killed
     df = collect(eval_paths, expand_shots)
     agg = aggregate(df)
     with atomic_path(out / "results.csv") as tmp:
