@@ -33,7 +33,6 @@ import json
 import logging
 import math
 import os
-import subprocess
 import time
 import warnings
 from collections.abc import Iterator
@@ -41,10 +40,11 @@ from pathlib import Path
 from typing import Any
 
 from drtl.errors import ConfigError, DataError, DRTLError
+from drtl.records import (IDENTITY_KEYS, dvc_lock_sha256, flatten, folder_fingerprint, git_commit,  # noqa: F401
+                          git_dirty, sha256_file)
 
 PIPELINE_TAG = "drtl.pipeline_id"
 ROLE_TAG = "drtl.role"
-IDENTITY_KEYS = ("method", "shots", "seed")
 RESULT_COLUMNS = ["method", "shots", "seed", "psnr_y", "ssim_y"]
 
 
@@ -85,48 +85,6 @@ def _sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
 
 
-def _git(args: list[str], cwd: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def git_commit(cwd: str | os.PathLike | None = None) -> str:
-    """HEAD of the repository holding ``cwd`` (default: the working folder), or ``unknown``."""
-    return _git(["rev-parse", "HEAD"], Path(cwd or Path.cwd())) or "unknown"
-
-
-def git_dirty(cwd: str | os.PathLike | None = None) -> bool | None:
-    out = _git(["status", "--porcelain", "--untracked-files=no"], Path(cwd or Path.cwd()))
-    return None if out is None else bool(out)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def dvc_lock_sha256(cwd: str | os.PathLike | None = None) -> str | None:
-    p = Path(cwd or Path.cwd()) / "dvc.lock"
-    return _sha256_file(p) if p.is_file() else None
-
-
-def _folder_fingerprint(folder: str | os.PathLike) -> str | None:
-    """The manifest's bytes (names + sha256 of every file) or, without one, names and sizes."""
-    f = Path(folder)
-    if (f / "manifest.csv").is_file():
-        return hashlib.sha256((f / "manifest.csv").read_bytes()).hexdigest()
-    if f.is_dir():
-        items = sorted((p.relative_to(f).as_posix(), p.stat().st_size) for p in f.rglob("*") if p.is_file())
-        return hashlib.sha256(json.dumps(items).encode()).hexdigest()
-    return None
-
-
 def _params_for_id(params: dict) -> dict:
     return {k: v for k, v in params.items() if k != "tracking"}
 
@@ -151,7 +109,7 @@ def pipeline_id(params: dict) -> str:
     parts = {
         "git_commit": git_commit(cwd),
         "params": _params_for_id(params),
-        "data": {k: _folder_fingerprint(tg[k]) for k in ("pool", "test") if tg.get(k)},
+        "data": {k: folder_fingerprint(tg[k]) for k in ("pool", "test") if tg.get(k)},
         "dvc_exp": os.environ.get("DVC_EXP_NAME"),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -175,18 +133,6 @@ def context_tags() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------ value conversion
-def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}, 'c': [1, 2]} -> {'a.b': 1, 'c': [1, 2]} (lists stay values)."""
-    out: dict[str, Any] = {}
-    for k, v in (d or {}).items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def _param_str(v: Any) -> str:
     if isinstance(v, (list, tuple, dict)):
         s = json.dumps(v, default=str)
@@ -358,7 +304,7 @@ def dataset_table(root: str | os.PathLike):
     if not files:
         raise DataError(f"{root}: no manifest.csv and no images; not a dataset folder")
     return pd.DataFrame([{"name": p.stem, "path": p.relative_to(root).as_posix(), "bytes": p.stat().st_size,
-                          "sha256": _sha256_file(p)} for p in files])
+                          "sha256": sha256_file(p)} for p in files])
 
 
 # ------------------------------------------------------------------ the tracker
