@@ -10,6 +10,7 @@ with ``eval/<name>.run.json``, two paired-folder manifests as inputs, and a repo
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from drtl.methods import METHODS, init_source, run_name
@@ -37,14 +38,14 @@ def _manifest(folder: Path, n: int) -> dict:
 
 def write_demo_records(root: str | Path, methods=("scratch", "drtl_pre"), shots=(1, 5), seeds=(0,),
                        steps: int = 5, report: bool = True) -> list[RunRecord]:
-    """Records of a made-up pipeline run under ``root`` (returned as read back by find_records order
-    is not guaranteed: use :func:`drtl.records.find_records` for that)."""
+    """Write the records of a made-up pipeline run under ``root``; returns them as read back (in
+    the order written: stages, then per method / seed / K)."""
     from drtl.records import read_record
 
     root = Path(root)
     pool = {**_manifest(root / "data" / "pool", 5), "context": "target_pool"}
     test = {**_manifest(root / "data" / "test", 3), "context": "target_test"}
-    t = 1_760_000_000.0
+    t = time.time() - 3600.0  # an hour ago, one run after the other
     paths = []
 
     def run(stage, name, ident, params, metrics=None, history=True, inputs=(), artifact="model.pt"):
