@@ -183,8 +183,8 @@ class _Datasets:
     @staticmethod
     def _build(path: str, inp: dict, rec: RunRecord):
         import mlflow.data
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
         from mlflow.data.meta_dataset import MetaDataset
-        from mlflow.data.filesystem_dataset_source import FileSystemDatasetSource
 
         name = inp.get("name") or path
         here = Path(path)
@@ -199,8 +199,8 @@ class _Datasets:
                 digest = str(inp["digest"])[:36] if inp.get("digest") else None
                 ds = mlflow.data.from_pandas(df, source=str(here.resolve()), name=name, digest=digest)
             else:  # no manifest (HR-only folder, a file, or not on this machine): the record's digest
-                ds = MetaDataset(FileSystemDatasetSource(str(here.resolve()) if here.exists() else path), name=name,
-                                 digest=str(inp.get("digest") or "unknown")[:36])
+                source = resolve_dataset_source(str(here.resolve()) if here.exists() else path)
+                ds = MetaDataset(source, name=name, digest=str(inp.get("digest") or "unknown")[:36])
             return ds._to_mlflow_entity()
 
 
