@@ -101,7 +101,7 @@ def test_mlflow_ui_runs_table_and_compare_view(tmp_path):
     port = _free_port()
     log = tmp_path / "mlflow-ui.log"
     exe = Path(sys.executable).parent / "mlflow"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     with open(log, "wb") as fh:  # own session: stopping its group stops uvicorn's worker too
         proc = subprocess.Popen([str(exe), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
                                  "--port", str(port), "--workers", "1"], stdout=fh, stderr=subprocess.STDOUT,
