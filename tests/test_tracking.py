@@ -241,3 +241,15 @@ def test_resolve_uri(tmp_path, monkeypatch):
         resolve_uri("sqlite:///:memory:")
     with pytest.raises(Exception, match="expected sqlite"):
         resolve_uri("ftp://x")
+
+
+def test_odd_metric_keys_are_cleaned(store, tmp_path):
+    _, uri = store
+    rec = RunRecord("relation", "relation", metrics={"drn accuracy (val)": 0.4, "top_tasks": ["blur"]},
+                    params={"relation.tau": 0.05})
+    write_record(tmp_path / "relation", rec)
+    pid = log_records(find_records(tmp_path), {"uri": uri, "experiment": "odd"})
+    c = make_client(uri)
+    (child,) = c.search_runs([c.get_run(pid).info.experiment_id], f"tags.`mlflow.parentRunId` = '{pid}'")
+    assert set(child.data.metrics) == {"drn accuracy _val_"}
+    assert child.info.run_name == "relation" and child.data.params["relation.tau"] == "0.05"

@@ -32,8 +32,8 @@ from pathlib import Path
 from drtl.errors import DataError
 from drtl.methods import METHODS, source_for
 from drtl.records import IDENTITY_KEYS, RunRecord, find_records, flatten
-from drtl.tracking.store import (PARENT_TAG, ROLE_TAG, TrackingError, experiment_id, make_client, metric_value, now_ms,
-                                 retry, settings, write_batch)
+from drtl.tracking.store import (PARENT_TAG, ROLE_TAG, TrackingError, clean_key, experiment_id, make_client,
+                                 metric_value, now_ms, retry, settings, write_batch)
 from drtl.tracking.table import aggregate_metrics, k_label
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def _metrics_and_moved(rec: RunRecord, ts: int) -> tuple[list, dict]:
             out[k] = f
     if rec.duration_s and "duration_s" not in out:
         out["duration_s"] = float(rec.duration_s)
-    return [Metric(k, f, ts, 0) for k, f in out.items()], moved
+    return [Metric(clean_key(k), f, ts, 0) for k, f in out.items()], moved
 
 
 def history_metrics(history: dict, ts: int) -> list:
@@ -142,14 +142,14 @@ def history_metrics(history: dict, ts: int) -> list:
             step = int(entry.get("step", i + 1))
             for k, v in entry.items():
                 if k != "step" and (f := metric_value(v)) is not None:
-                    items.append(Metric("lr" if k == "lr" else f"train_{k}", f, ts, step))
+                    items.append(Metric("lr" if k == "lr" else clean_key(f"train_{k}"), f, ts, step))
     else:
         for k, v in history.items():
             if isinstance(v, list) and v and all(metric_value(x) is not None for x in v):
-                items += [Metric(f"train_{k}", float(x), ts, i + 1) for i, x in enumerate(v)]
+                items += [Metric(clean_key(f"train_{k}"), float(x), ts, i + 1) for i, x in enumerate(v)]
     for k, v in history.items():
         if k not in ("log", "iterations", "step") and (f := metric_value(v)) is not None:
-            items.append(Metric(f"train_{k}", f, ts, 0))
+            items.append(Metric(clean_key(f"train_{k}"), f, ts, 0))
     return items
 
 
@@ -163,6 +163,17 @@ def _read_history(rec: RunRecord) -> dict | None:
         warnings.warn(f"{rec.folder}: history {rec.history} not read ({exc}); no training curve logged", stacklevel=3)
         return None
     return h if isinstance(h, dict) else {"loss": h} if isinstance(h, list) else None
+
+
+def _display_path(path: str) -> str:
+    """An absolute input path under the working folder, relative to it (``data/sample/pool``)."""
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            return p.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        except (ValueError, OSError):
+            pass
+    return path
 
 
 class _Datasets:
@@ -186,7 +197,7 @@ class _Datasets:
         from mlflow.data.dataset_source_registry import resolve_dataset_source
         from mlflow.data.meta_dataset import MetaDataset
 
-        name = inp.get("name") or path
+        name = inp.get("name") or _display_path(path)
         here = Path(path)
         if not here.is_absolute() and not here.exists() and rec.folder and (Path(rec.folder) / path).exists():
             here = Path(rec.folder) / path

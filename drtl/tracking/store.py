@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,15 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 # ------------------------------------------------------------------ value conversion
+_BAD_KEY = re.compile(r"[^\w\-. :/]")
+
+
+def clean_key(key: str) -> str:
+    """A metric / param / tag key MLflow accepts: letters, digits, ``_ - . space : /``; anything else
+    becomes ``_``; at most 250 characters."""
+    return _BAD_KEY.sub("_", str(key))[:250]
+
+
 def param_str(v: Any) -> str:
     """A param / tag value: strings as they are, lists and dicts as JSON, None as ``null``; at
     most 6000 characters (MLflow's limit)."""
@@ -206,8 +216,8 @@ def write_batch(client, run_id: str, metrics=(), params=(), tags=()) -> None:
     from mlflow.entities import Param, RunTag
 
     metrics = list(metrics)
-    params = [Param(k, param_str(v)) for k, v in params]
-    tags = [RunTag(k, param_str(v)) for k, v in tags]
+    params = [Param(clean_key(k), param_str(v)) for k, v in params]
+    tags = [RunTag(clean_key(k), param_str(v)) for k, v in tags]
     while metrics or params or tags:
         p, params = params[:MAX_PARAMS], params[MAX_PARAMS:]
         t, tags = tags[:MAX_TAGS], tags[MAX_TAGS:]
