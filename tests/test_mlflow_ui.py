@@ -4,8 +4,9 @@ Made-up run records (no training: 2 methods x K in {1, 5} x 1 seed, bicubic, a r
 aggregate.csv and chart) are logged with ``drtl.tracking.log_records``; ``mlflow ui`` serves the
 store on 127.0.0.1; headless Chromium (Debian's ``/usr/bin/chromium`` driven by Playwright, no
 browser download) opens the runs table (evaluation runs, sorted by name, with the ``psnr_y``,
-``method`` and ``shots`` columns) and the compare view of two runs with different K. Screenshots go
-to the test's tmp folder.
+``method`` and ``shots`` columns), the compare view of two runs with different K, and the parent run
+(the aggregate as metrics; its charts of PSNR-Y against K, one per method). Screenshots go to the
+test's tmp folder: runs_table.png, compare.png, parent.png, psnr_vs_k_charts.png.
 
 Needs ``/usr/bin/chromium`` (``.ci/run`` installs it: ``apt-get install -y --no-install-recommends
 chromium``); without it the test FAILS, unless ``DRTL_SKIP_BROWSER=1`` is set.
@@ -176,13 +177,23 @@ def test_mlflow_ui_runs_table_and_compare_view(tmp_path):
 
                 # 3. the parent: the aggregate across K as metrics, the report files as artifacts
                 page.goto(f"{base}/#/experiments/{exp_id}/runs/{parent}")
-                page.get_by_text("psnr_y/drtl_pre/k05").first.wait_for()
+                page.get_by_text("summary/psnr_y.drtl_pre.k05").first.wait_for()
                 page.wait_for_timeout(500)
                 page.screenshot(path=str(tmp_path / "parent.png"), full_page=True)
                 lap("parent run")
+                # ... and its charts: PSNR-Y against K (step = K), one chart per method
+                page.goto(f"{base}/#/experiments/{exp_id}/runs/{parent}/model-metrics")
+                page.get_by_text("psnr_y_vs_k", exact=False).first.wait_for()
+                for method in ("bicubic", "scratch", "drtl_pre"):
+                    page.get_by_text(method, exact=True).first.wait_for()
+                if page.locator("button[aria-label='Close']").count():
+                    page.locator("button[aria-label='Close']").first.click()
+                page.wait_for_timeout(1500)
+                page.screenshot(path=str(tmp_path / "psnr_vs_k_charts.png"))
+                lap("parent charts")
             finally:
                 ctx.close()
     finally:
         _stop(proc)
-    for shot in ("runs_table.png", "compare.png", "parent.png"):
+    for shot in ("runs_table.png", "compare.png", "parent.png", "psnr_vs_k_charts.png"):
         assert (tmp_path / shot).stat().st_size > 10_000

@@ -113,10 +113,10 @@ def test_parent_gets_the_aggregate_and_the_report_files(logged, tmp_path):
     parent = c.get_run(pid)
     m = parent.data.metrics
     agg = pd.read_csv(logged["out"] / "reports" / "aggregate.csv").set_index(["method", "shots"])
-    assert m["psnr_y/drtl_pre/k05"] == pytest.approx(agg.loc[("drtl_pre", 5), "psnr_mean"])
-    assert m["psnr_y_std/drtl_pre/k05"] == pytest.approx(agg.loc[("drtl_pre", 5), "psnr_std"])
-    assert m["ssim_y/scratch/k01"] == pytest.approx(agg.loc[("scratch", 1), "ssim_mean"])
-    assert m["n_seeds/upper_bound/k05"] == 2
+    assert m["summary/psnr_y.drtl_pre.k05"] == pytest.approx(agg.loc[("drtl_pre", 5), "psnr_mean"])
+    assert m["summary/psnr_y_std.drtl_pre.k05"] == pytest.approx(agg.loc[("drtl_pre", 5), "psnr_std"])
+    assert m["summary/ssim_y.scratch.k01"] == pytest.approx(agg.loc[("scratch", 1), "ssim_mean"])
+    assert m["summary/n_seeds.upper_bound.k05"] == 2
     assert not any(k.endswith("_psnr_y") or k.startswith("metrics.") for k in m)  # not the report's own dict
     curve = c.get_metric_history(pid, "psnr_y_vs_k/drtl_pre")  # step = K: the chart is PSNR vs K
     assert [(x.step, round(x.value, 6)) for x in sorted(curve, key=lambda x: x.step)] == \
@@ -179,7 +179,7 @@ def test_kubeflow_style_parent_and_track_folder(store, tmp_path):
     assert c.get_run(pid).info.status == "RUNNING"
     finish_parent(tracking, pid, status="FAILED")
     parent = c.get_run(pid)
-    assert parent.info.status == "FAILED" and "psnr_y/scratch/k01" in parent.data.metrics
+    assert parent.info.status == "FAILED" and "summary/psnr_y.scratch.k01" in parent.data.metrics
     kids = c.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{pid}'")
     assert len(kids) == len(records) - 1
 

@@ -4,8 +4,8 @@ One parent run per invocation (``drtl track``, the end of ``drtl experiment`` / 
 a Kubeflow pipeline: :func:`start_parent` in its first task, :func:`finish_parent` in its report
 task), one child run per stage record; the report record goes onto the parent::
 
-    drtl 2025-06-01 14:03 3f2a9c1e        params: the invocation; metrics: psnr_y/<method>/k05 ...,
-    │                                     psnr_y_vs_k/<method> (step = K); artifacts: aggregate.csv,
+    drtl 2025-06-01 14:03 3f2a9c1e        params: the invocation; metrics: psnr_y_vs_k/<method> (step = K),
+    │                                     summary/psnr_y.<method>.k05, ...; artifacts: aggregate.csv,
     │                                     results.csv, results.md, psnr_vs_shots.png
     ├── synthesize                        params: aux.*; metrics: duration_s, ...
     ├── finetune drtl_pre k05 s0          params+tags: stage, method, shots, seed; params: finetune.*;
@@ -259,11 +259,27 @@ def _log_artifacts(run, rec: RunRecord) -> list[str]:
 
 
 # ------------------------------------------------------------------ runs
+EXPERIMENT_NOTE = """drtl: few-shot super-resolution runs, logged from run records.
+
+* One parent run per invocation (`drtl <date> <id>`). Its **Model metrics** tab charts PSNR-Y / SSIM-Y
+  against K for each method (`psnr_y_vs_k/<method>`: step = K); `summary/psnr_y.<method>.k05` etc.
+  hold the aggregate table (mean, std, seeds); its artifacts: aggregate.csv, results.csv, results.md,
+  psnr_vs_shots.png; its description: the results table.
+* Child runs are named `<stage> <method> k<K> s<seed>` (`all` for runs that do not depend on K);
+  stage, method, shots and seed are params and tags.
+* Compare across K: search `tags.stage = 'evaluate'`, add the columns psnr_y, method and shots
+  (Columns), select runs and Compare (parameter `shots` against metric `psnr_y`).
+"""
+
+
 class _Store:
     def __init__(self, cfg):
         self.cfg = cfg
         self.client = make_client(self.cfg.uri)
         self.exp_id = retry(experiment_id, self.client, self.cfg.experiment, self.cfg.uri)
+        exp = retry(self.client.get_experiment, self.exp_id)
+        if "mlflow.note.content" not in (exp.tags or {}):  # the experiment's description: how to read it
+            retry(self.client.set_experiment_tag, self.exp_id, "mlflow.note.content", EXPERIMENT_NOTE)
 
 
 def _create_parent(st: _Store, invocation: dict | None, first: RunRecord | None, start_ms: int | None,

@@ -97,10 +97,12 @@ def k_label(shots) -> str:
 def aggregate_metrics(agg_csv: str | Path) -> tuple[dict[str, float], dict[str, list[tuple[int, float]]]]:
     """The report's ``aggregate.csv`` as parent-run metrics.
 
-    Returns ``(scalars, curves)``: ``scalars`` like ``{"psnr_y/drtl_pre/k05": 28.6, "psnr_y_std/
-    drtl_pre/k05": 0.02, "ssim_y/...", "ssim_y_std/...", "n_seeds/..."}`` (the UI groups charts by the
-    part before the first ``/``), ``curves`` like ``{"psnr_y_vs_k/drtl_pre": [(1, 28.4), (5, 28.6)]}``:
-    step = K, so the run's chart of that metric *is* PSNR against K.
+    Returns ``(scalars, curves)``: ``curves`` like ``{"psnr_y_vs_k/drtl_pre": [(1, 28.4), (5, 28.6)]}``
+    (step = K, so the run's chart of that metric *is* PSNR against K; also ``ssim_y_vs_k/...``),
+    ``scalars`` like ``{"summary/psnr_y.drtl_pre.k05": 28.6, "summary/psnr_y_std.drtl_pre.k05": 0.02,
+    "summary/ssim_y...", "summary/ssim_y_std...", "summary/n_seeds..."}`` (the table as columns). The UI
+    groups a run's charts by the key up to its last ``/``: sections ``psnr_y_vs_k``, ``ssim_y_vs_k``,
+    then ``summary``, in that (alphabetical) order.
     """
     import pandas as pd
 
@@ -114,7 +116,7 @@ def aggregate_metrics(agg_csv: str | Path) -> tuple[dict[str, float], dict[str, 
         k = None if pd.isna(r["shots"]) else int(r["shots"])
         for col, name in AGG_METRICS.items():
             if col in agg.columns and not pd.isna(r[col]):
-                scalars[f"{name}/{r['method']}/{k_label(k)}"] = float(r[col])
+                scalars[f"summary/{name}.{r['method']}.{k_label(k)}"] = float(r[col])
         if k is not None:
             for col, name in (("psnr_mean", "psnr_y_vs_k"), ("ssim_mean", "ssim_y_vs_k")):
                 if col in agg.columns and not pd.isna(r[col]):
