@@ -193,6 +193,25 @@ def test_mlflow_ui_runs_table_and_compare_view(tmp_path):
                 lap("parent charts")
             finally:
                 ctx.close()
+
+        # 4. the Kubeflow way, over HTTP against the same server: a parent first, one record per task,
+        # artifacts through the server's proxied store (mlflow-artifacts:/), then the parent ended
+        from drtl.tracking import finish_parent, start_parent
+
+        http = {"uri": base, "experiment": "ui-test-http"}
+        pid = start_parent(http, invocation={"pipeline": "kfp"})
+        ev = next(r for r in records if r.stage == "evaluate" and r.identity.get("shots") == 5)
+        assert log_records([ev], http, parent_run_id=pid) == pid
+        finish_parent(http, pid)
+        hexp = client.get_experiment_by_name("ui-test-http")
+        assert hexp.artifact_location.startswith("mlflow-artifacts:")
+        (child,) = client.search_runs([hexp.experiment_id], f"tags.`mlflow.parentRunId` = '{pid}'")
+        assert child.data.tags["shots"] == "5" and "psnr_y" in child.data.metrics
+        from mlflow import MlflowClient
+
+        assert [a.path for a in MlflowClient(base).list_artifacts(child.info.run_id)] == [ev.artifacts[0]]
+        assert client.get_run(pid).info.status == "FINISHED"
+        lap("logged over HTTP")
     finally:
         _stop(proc)
     for shot in ("runs_table.png", "compare.png", "parent.png", "psnr_vs_k_charts.png"):

@@ -235,7 +235,7 @@ def _log_inputs(client, run_id: str, rec: RunRecord, datasets: _Datasets) -> Non
         retry(client.log_inputs, run_id, datasets=items)
 
 
-def _log_artifacts(run, rec: RunRecord) -> list[str]:
+def _log_artifacts(run, rec: RunRecord, tracking_uri: str) -> list[str]:
     """Each artifact of the record (file or folder) into the run's artifact store; returns what was
     missing. The artifact repository is built once per run (no store round trip per file)."""
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
@@ -246,7 +246,8 @@ def _log_artifacts(run, rec: RunRecord) -> list[str]:
         if not p.exists():
             missing.append(str(rel))
             continue
-        repo = repo or get_artifact_repository(run.info.artifact_uri)
+        # the client's tracking URI, not the process-global one (a server's mlflow-artifacts:/ store)
+        repo = repo or get_artifact_repository(run.info.artifact_uri, tracking_uri=tracking_uri)
         sub = Path(rel).parent.as_posix()
         sub = None if sub in ("", ".") or sub.startswith("..") else sub
         if p.is_dir():
@@ -336,7 +337,7 @@ def _log_child(st: _Store, parent: str, rec: RunRecord, datasets: _Datasets) -> 
               **flatten(rec.params or {}), **ident}  # identities win over a same-named param
     write_batch(st.client, rid, metrics=metrics, params=params.items())
     _log_inputs(st.client, rid, rec, datasets)
-    missing = _log_artifacts(run, rec)
+    missing = _log_artifacts(run, rec, st.cfg.uri)
     if missing:
         write_batch(st.client, rid, tags=[("drtl.missing_artifacts", missing)])
     end = start + int((rec.duration_s or 0) * 1000) if rec.started else now_ms()
@@ -368,7 +369,7 @@ def _log_report(st: _Store, parent: str, rec: RunRecord) -> None:
     have = run.data.params
     params = {k: v for k, v in flatten(rec.params or {}).items() if k not in have}
     write_batch(st.client, parent, metrics=metrics, params=params.items(), tags=tags.items())
-    missing = _log_artifacts(run, rec)
+    missing = _log_artifacts(run, rec, st.cfg.uri)
     if missing:
         write_batch(st.client, parent, tags=[("drtl.missing_artifacts", missing)])
 
