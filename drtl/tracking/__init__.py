@@ -9,6 +9,7 @@ Kubeflow component (:func:`start_parent` / ``log_records(..., parent_run_id=...)
 ``python -m drtl.tracking report|results|track``.
 
 Modules: ``store`` (URI, client, experiment, retries, batched writes), ``log`` (records -> runs),
+``content`` (a record's metrics, curves, datasets, artifacts as MLflow entities),
 ``read`` (runs -> results table), ``table`` (aggregate / Markdown / figure). Importing this package
 imports neither mlflow nor pandas; the library never imports kfp or drtl.stages.
 """

@@ -26,14 +26,15 @@ import logging
 import os
 import secrets
 import time
-import warnings
 from pathlib import Path
 
 from drtl.errors import DataError
 from drtl.methods import METHODS, source_for
 from drtl.records import IDENTITY_KEYS, RunRecord, find_records, flatten
-from drtl.tracking.store import (PARENT_TAG, ROLE_TAG, TrackingError, clean_key, experiment_id, make_client,
-                                 metric_value, now_ms, retry, settings, write_batch)
+from drtl.tracking.content import (Datasets, history_metrics, log_artifacts, log_inputs, metrics_and_moved, ms,
+                                   read_history)
+from drtl.tracking.store import (PARENT_TAG, ROLE_TAG, TrackingError, experiment_id, make_client, now_ms, retry,
+                                 settings, write_batch)
 from drtl.tracking.table import aggregate_metrics, k_label
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,6 @@ REPORT_STAGE = "report"
 INVOCATION_TAG = "drtl.invocation"
 LOGGED_AT_TAG = "drtl.logged_at"   # ms since the epoch when the parent was created (orders parents)
 SHOTS_TAG = "drtl.shots"           # JSON list of the K values among an invocation's records
-# keys that describe a run rather than measure it: never metrics (moved to params when found there)
-NOT_METRICS = frozenset({*IDENTITY_KEYS, "stage", "scale", "crop_border", "n_images"})
 
 
 # ------------------------------------------------------------------ identities and names
@@ -103,162 +102,6 @@ def _provenance_tags(rec: RunRecord | None) -> dict:
     return tags
 
 
-# ------------------------------------------------------------------ a record's content
-def _ms(seconds: float | None) -> int | None:
-    return int(seconds * 1000) if seconds else None
-
-
-def _metrics_and_moved(rec: RunRecord, ts: int) -> tuple[list, dict]:
-    """(Metric entities, params that sat among the metrics): numeric scalars only."""
-    from mlflow.entities import Metric
-
-    out, moved = {}, {}
-    for k, v in flatten(rec.metrics or {}).items():
-        if k in NOT_METRICS:
-            moved[k] = v
-        elif (f := metric_value(v)) is not None:
-            out[k] = f
-    if rec.duration_s and "duration_s" not in out:
-        out["duration_s"] = float(rec.duration_s)
-    return [Metric(clean_key(k), f, ts, 0) for k, f in out.items()], moved
-
-
-def history_metrics(history: dict, ts: int) -> list:
-    """A history.json as step metrics.
-
-    ``history["log"]`` (``[{"step", "loss", "lr", ...}]``) gives ``train_loss`` and ``lr`` (other
-    numeric fields ``train_<name>``) at each logged step. Without ``log``, per-step lists (``loss``,
-    ``accuracy``, ...) become ``train_<name>`` at steps 1..n. Numeric scalars (``wall_s``) become
-    ``train_<name>`` at step 0.
-    """
-    from mlflow.entities import Metric
-
-    items = []
-    entries = history.get("log")
-    if isinstance(entries, list) and entries:
-        for i, entry in enumerate(entries):
-            if not isinstance(entry, dict):
-                continue
-            step = int(entry.get("step", i + 1))
-            for k, v in entry.items():
-                if k != "step" and (f := metric_value(v)) is not None:
-                    items.append(Metric("lr" if k == "lr" else clean_key(f"train_{k}"), f, ts, step))
-    else:
-        for k, v in history.items():
-            if isinstance(v, list) and v and all(metric_value(x) is not None for x in v):
-                items += [Metric(clean_key(f"train_{k}"), float(x), ts, i + 1) for i, x in enumerate(v)]
-    for k, v in history.items():
-        if k not in ("log", "iterations", "step") and (f := metric_value(v)) is not None:
-            items.append(Metric(clean_key(f"train_{k}"), f, ts, 0))
-    return items
-
-
-def _read_history(rec: RunRecord) -> dict | None:
-    if not rec.history:
-        return None
-    p = rec.path_of(rec.history)
-    try:
-        h = json.loads(p.read_text())
-    except (OSError, ValueError) as exc:
-        warnings.warn(f"{rec.folder}: history {rec.history} not read ({exc}); no training curve logged", stacklevel=3)
-        return None
-    return h if isinstance(h, dict) else {"loss": h} if isinstance(h, list) else None
-
-
-def _display_path(path: str) -> str:
-    """An absolute input path under the working folder, relative to it (``data/sample/pool``)."""
-    p = Path(path)
-    if p.is_absolute():
-        try:
-            return p.resolve().relative_to(Path.cwd().resolve()).as_posix()
-        except (ValueError, OSError):
-            pass
-    return path
-
-
-class _Datasets:
-    """Dataset entities for record inputs, built once per folder in one ingest."""
-
-    def __init__(self):
-        self._cache: dict[tuple, object] = {}
-
-    def entity(self, inp: dict, rec: RunRecord):
-        path = str(inp.get("path") or "")
-        if not path:
-            return None
-        key = (path, inp.get("digest"))
-        if key not in self._cache:
-            self._cache[key] = self._build(path, inp, rec)
-        return self._cache[key]
-
-    @staticmethod
-    def _build(path: str, inp: dict, rec: RunRecord):
-        import mlflow.data
-        from mlflow.data.dataset_source_registry import resolve_dataset_source
-        from mlflow.data.meta_dataset import MetaDataset
-
-        name = inp.get("name") or _display_path(path)
-        here = Path(path)
-        if not here.is_absolute() and not here.exists() and rec.folder and (Path(rec.folder) / path).exists():
-            here = Path(rec.folder) / path
-        with warnings.catch_warnings():  # source-type ambiguity, schema hints: noise
-            warnings.simplefilter("ignore")
-            if (here / "manifest.csv").is_file():
-                import pandas as pd
-
-                df = pd.read_csv(here / "manifest.csv", dtype={"name": str})
-                digest = str(inp["digest"])[:36] if inp.get("digest") else None
-                ds = mlflow.data.from_pandas(df, source=str(here.resolve()), name=name, digest=digest)
-            else:  # no manifest (HR-only folder, a file, or not on this machine): the record's digest
-                source = resolve_dataset_source(str(here.resolve()) if here.exists() else path)
-                ds = MetaDataset(source, name=name, digest=str(inp.get("digest") or "unknown")[:36])
-            return ds._to_mlflow_entity()
-
-
-def _log_inputs(client, run_id: str, rec: RunRecord, datasets: _Datasets) -> None:
-    from mlflow.entities import DatasetInput, InputTag
-    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-
-    items = []
-    for inp in rec.inputs or []:
-        if not isinstance(inp, dict):
-            continue
-        try:
-            ent = datasets.entity(inp, rec)
-        except Exception as exc:  # a bad manifest must not stop the ingest
-            warnings.warn(f"{rec.folder}: input {inp.get('path')} not logged ({exc})", stacklevel=3)
-            continue
-        if ent is not None:
-            ctx = str(inp.get("context") or "input")
-            items.append(DatasetInput(dataset=ent, tags=[InputTag(key=MLFLOW_DATASET_CONTEXT, value=ctx)]))
-    if items:
-        retry(client.log_inputs, run_id, datasets=items)
-
-
-def _log_artifacts(run, rec: RunRecord, tracking_uri: str) -> list[str]:
-    """Each artifact of the record (file or folder) into the run's artifact store; returns what was
-    missing. The artifact repository is built once per run (no store round trip per file)."""
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
-    repo, missing = None, []
-    for rel in rec.artifacts or []:
-        p = rec.path_of(rel)
-        if not p.exists():
-            missing.append(str(rel))
-            continue
-        # the client's tracking URI, not the process-global one (a server's mlflow-artifacts:/ store)
-        repo = repo or get_artifact_repository(run.info.artifact_uri, tracking_uri=tracking_uri)
-        sub = Path(rel).parent.as_posix()
-        sub = None if sub in ("", ".") or sub.startswith("..") else sub
-        if p.is_dir():
-            repo.log_artifacts(str(p), (f"{sub}/" if sub else "") + p.name)
-        else:
-            repo.log_artifact(str(p), sub)
-    if missing:
-        warnings.warn(f"{rec.folder}: artifacts not found, not logged: {', '.join(missing)}", stacklevel=3)
-    return missing
-
-
 # ------------------------------------------------------------------ runs
 EXPERIMENT_NOTE = """drtl: few-shot super-resolution runs, logged from run records.
 
@@ -316,9 +159,9 @@ def finish_parent(tracking: dict, parent_run_id: str, status: str = "FINISHED") 
         retry(_Store(cfg).client.set_terminated, parent_run_id, status)
 
 
-def _log_child(st: _Store, parent: str, rec: RunRecord, datasets: _Datasets) -> str:
+def _log_child(st: _Store, parent: str, rec: RunRecord, datasets: Datasets) -> str:
     ident = identity(rec)
-    start = _ms(rec.started) or now_ms()
+    start = ms(rec.started) or now_ms()
     tags = {PARENT_TAG: parent, ROLE_TAG: "stage", **_provenance_tags(rec),
             **{k: str(v) for k, v in ident.items()}}
     if rec.folder:
@@ -329,15 +172,15 @@ def _log_child(st: _Store, parent: str, rec: RunRecord, datasets: _Datasets) -> 
     except Exception as exc:
         raise TrackingError(f"tracking: cannot create a run in {st.cfg.uri} ({type(exc).__name__}: {exc})") from None
     rid = run.info.run_id
-    metrics, moved = _metrics_and_moved(rec, start)
-    hist = _read_history(rec)
+    metrics, moved = metrics_and_moved(rec, start)
+    hist = read_history(rec)
     if hist:
         metrics += history_metrics(hist, start)
     params = {**{k: v for k, v in moved.items() if k not in ("stage", *IDENTITY_KEYS)},
               **flatten(rec.params or {}), **ident}  # identities win over a same-named param
     write_batch(st.client, rid, metrics=metrics, params=params.items())
-    _log_inputs(st.client, rid, rec, datasets)
-    missing = _log_artifacts(run, rec, st.cfg.uri)
+    log_inputs(st.client, rid, rec, datasets)
+    missing = log_artifacts(run, rec, st.cfg.uri)
     if missing:
         write_batch(st.client, rid, tags=[("drtl.missing_artifacts", missing)])
     end = start + int((rec.duration_s or 0) * 1000) if rec.started else now_ms()
@@ -351,7 +194,7 @@ def _log_report(st: _Store, parent: str, rec: RunRecord) -> None:
     from mlflow.entities import Metric
 
     run = retry(st.client.get_run, parent)
-    ts = _ms(rec.started) or now_ms()
+    ts = ms(rec.started) or now_ms()
     metrics, tags = [], {"drtl.report": "true"}
     agg = next((rec.path_of(a) for a in rec.artifacts or [] if Path(a).name == "aggregate.csv"), None)
     if agg is not None and agg.is_file():
@@ -362,14 +205,14 @@ def _log_report(st: _Store, parent: str, rec: RunRecord) -> None:
         if ks and SHOTS_TAG not in run.data.tags:
             tags[SHOTS_TAG] = json.dumps(ks)
     else:  # no aggregate table: the report's own numbers
-        metrics += _metrics_and_moved(rec, ts)[0]
+        metrics += metrics_and_moved(rec, ts)[0]
     md = next((rec.path_of(a) for a in rec.artifacts or [] if Path(a).name == "results.md"), None)
     if md is not None and md.is_file():
         tags["mlflow.note.content"] = md.read_text()[:5000]
     have = run.data.params
     params = {k: v for k, v in flatten(rec.params or {}).items() if k not in have}
     write_batch(st.client, parent, metrics=metrics, params=params.items(), tags=tags.items())
-    missing = _log_artifacts(run, rec, st.cfg.uri)
+    missing = log_artifacts(run, rec, st.cfg.uri)
     if missing:
         write_batch(st.client, parent, tags=[("drtl.missing_artifacts", missing)])
 
@@ -395,8 +238,8 @@ def log_records(records: list[RunRecord], tracking: dict, *, parent_run_id: str 
         starts = [r.started for r in records if r.started]
         shots = sorted({i["shots"] for r in records if isinstance((i := identity(r)).get("shots"), int)})
         parent_run_id = _create_parent(st, invocation, records[0] if records else None,
-                                       _ms(min(starts)) if starts else None, shots)
-    t0, status, datasets = time.time(), "FAILED", _Datasets()
+                                       ms(min(starts)) if starts else None, shots)
+    t0, status, datasets = time.time(), "FAILED", Datasets()
     try:
         for rec in records:
             if rec.stage == REPORT_STAGE:
@@ -407,7 +250,7 @@ def log_records(records: list[RunRecord], tracking: dict, *, parent_run_id: str 
     finally:
         if own:
             ends = [r.started + (r.duration_s or 0) for r in records if r.started]
-            end = _ms(max(ends)) if ends else now_ms()
+            end = ms(max(ends)) if ends else now_ms()
             try:
                 retry(st.client.set_terminated, parent_run_id, status, end_time=end)
             except Exception:  # do not hide the error that got us here
