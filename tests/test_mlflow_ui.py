@@ -105,8 +105,9 @@ def test_mlflow_ui_runs_table_and_compare_view(tmp_path):
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     with open(log, "wb") as fh:  # own session: stopping its group stops uvicorn's worker too
         proc = subprocess.Popen([str(exe), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-                                 "--port", str(port), "--workers", "1"], stdout=fh, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
+                                 "--port", str(port), "--workers", "1",
+                                 "--artifacts-destination", (tmp_path / "mlartifacts").as_uri()],
+                                stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=tmp_path, start_new_session=True)
     try:
         parent = log_records(records, {"uri": uri, "experiment": "ui-test"}, invocation={"command": "ui-test"})
         exp_id = client.get_experiment_by_name("ui-test").experiment_id
@@ -210,6 +211,7 @@ def test_mlflow_ui_runs_table_and_compare_view(tmp_path):
         from mlflow import MlflowClient
 
         assert [a.path for a in MlflowClient(base).list_artifacts(child.info.run_id)] == [ev.artifacts[0]]
+        assert list((tmp_path / "mlartifacts").rglob(ev.artifacts[0]))  # the server's store, in tmp_path
         assert client.get_run(pid).info.status == "FINISHED"
         lap("logged over HTTP")
     finally:
