@@ -217,6 +217,8 @@ def write_hr_folder(dest: str | os.PathLike, images: Iterator[tuple[str, np.ndar
 
 
 def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
-    """Crop H and W down to multiples of ``scale`` (top-left anchored, as MATLAB benchmarks do)."""
-    h, w = img.shape[:2]
-    return img[: h - h % scale, : w - w % scale]
+    """:func:`drtl.degradations.ops.modcrop` (crop H and W down to multiples of ``scale``, top-left
+    anchored), imported on first use so that loading paired folders does not import scipy."""
+    from drtl.degradations.ops import modcrop as _modcrop
+
+    return _modcrop(img, scale)
