@@ -106,10 +106,6 @@ def load_pairs(root: str | os.PathLike, scale: int, names: list[str] | None = No
     return out
 
 
-def load_hr(root: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
-    return [(n, read_image(p)) for n, p in hr_paths(root)]
-
-
 def build_manifest(root: str | os.PathLike, scale: int) -> pd.DataFrame:
     """Manifest of a paired folder from the files on disk (no pixel decoding beyond headers)."""
     root = Path(root)
