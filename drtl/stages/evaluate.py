@@ -66,3 +66,13 @@ def evaluate(method: str, data: str | Path, scale: int, out: str | Path | None =
     if out is not None:
         write_text(out, json.dumps(report, indent=2) + "\n")
     return report
+
+
+def run(params: dict, inputs: dict, out: Path) -> dict:
+    """Stage contract (drtl.stages): ``out`` is a run folder (``out/eval.json``) or a ``.json`` path."""
+    out = Path(out)
+    report = evaluate(inputs.get("method") or "bicubic", inputs.get("data") or params["target"]["test"],
+                      int(inputs.get("scale") or params["target"]["scale"]), out if out.suffix else out / "eval.json",
+                      inputs.get("model"), inputs.get("shots"), inputs.get("seed"),
+                      inputs.get("device") or params["device"], inputs.get("tile"))
+    return {k: report[k] for k in ("psnr_y", "ssim_y", "psnr_rgb")}

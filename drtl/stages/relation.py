@@ -114,3 +114,11 @@ def load_weights(relation_dir: str | Path, shots: int, seed: int, task_names: li
     if missing:
         raise DataError(f"{path}: weights lack tasks {missing[:3]}; rerun `drtl relation` after `drtl synthesize`")
     return [w[n] for n in task_names]
+
+
+def run(params: dict, inputs: dict, out: Path) -> dict:
+    """Stage contract (drtl.stages): DRN, memory bank and the relation weights of every (K, seed)."""
+    ex = params["experiment"]
+    return relation(inputs.get("synth") or Path(params["outputs"]) / "synth", params["target"]["pool"], out,
+                    int(params["target"]["scale"]), [int(k) for k in ex["shots"]], [int(s) for s in ex["seeds"]],
+                    params["relation"], params["device"])
