@@ -59,6 +59,7 @@ def run_stage(stage: str, params: str, out: Output[Artifact], name: str = "", me
     from drtl.stages import get_stage
 
     spec = get_stage(stage)
+    shots, seed = int(shots), int(seed)  # a cluster may hand the loop item's numbers over as floats
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "params.yaml").write_text(yaml.safe_dump(json.loads(params)))
         p = load_params(Path(tmp) / "params.yaml")

@@ -26,8 +26,8 @@ What is fixed when compiling, what is chosen per run:
   ``mlflow_tracking_uri``.
 
 Runs that do not depend on K (uniform pre-training, MAML, bicubic, the upper bound) appear in
-every cell of their seed; with the cache on, identical tasks that run one after another are served
-from the cache, and the report keeps one evaluation per (method, shots, seed).
+every cell of their seed (same inputs, same numbers: duplicated work, see docs/kubeflow.md); the
+report keeps one evaluation per (method, shots, seed).
 
 Cluster settings (:class:`ClusterSettings`): GPU requests, node selector and tolerations on the
 training tasks, CPU / memory requests and limits, retries, caching and the S3 credentials Secret
@@ -162,6 +162,7 @@ def build_pipeline(params: dict | None = None, gpu: bool = True, kubernetes: boo
     Kubernetes-only settings (off for ``kfp.local``); ``image``: the container image of every task.
     """
     from drtl.config import load_params
+    from drtl.stages import get_stage
 
     p = load_params(None) if params is None else params
     cs = settings or ClusterSettings()
@@ -208,8 +209,10 @@ def build_pipeline(params: dict | None = None, gpu: bool = True, kubernetes: boo
                     links[key] = [key, v[len(tasks[d][1]) + 1:]]
                 else:
                     kw[key] = v
+            if any(slot == "dataset" for slot, _ in links.values()) or get_stage(run.stage).param_paths:
+                kw["dataset"] = dataset  # only tasks that read the data (a cluster downloads input artifacts)
             t = run_stage(stage=run.stage, params=sec[run.stage], name=run.name, links=json.dumps(links),
-                          dataset=dataset, **kw, **extra, **track)
+                          **kw, **extra, **track)
             for d in run.deps if after else ():  # order without a data link (synthesize after validate)
                 t.after(tasks[d][0])
             tasks[run.id] = (conf(t, run.stage, f"{run.stage} {run.name}"), run.out)
