@@ -132,7 +132,8 @@ def stage_entry(run: Run, params: dict, runs: dict[str, Run]) -> dict:
     entry["deps"] = deps
     entry["params"] = list(spec.reads)
     if run.stage == "report":
-        entry["outs"] = [f"{run.out}/{a}" for a in spec.artifacts if not a.endswith(".png")] + [f"{run.out}/run.json"]
+        plotted = ("psnr_vs_shots.png", "aggregate.csv")  # outputs declared as plots below
+        entry["outs"] = [f"{run.out}/{a}" for a in spec.artifacts if a not in plotted] + [f"{run.out}/run.json"]
         entry["metrics"] = [{f"{run.out}/metrics.json": {"cache": False}}]
         entry["plots"] = [f"{run.out}/psnr_vs_shots.png", {f"{run.out}/aggregate.csv": {
             "template": "errorbars", "x": "shots", "y": "psnr_mean", "title": "PSNR-Y vs shots (mean +- std over seeds)",
