@@ -269,3 +269,33 @@ def test_registered_pairs_are_downscaled_like_city100(sample, tmp_path):
         assert lr.shape[0] * 2 == hr.shape[0]
         expect = imresize(read_image(src / "LR" / f"{name}.png"), scale=0.5)
         assert np.array_equal(lr, expect)
+
+
+def test_relation_stage_with_a_trained_drn_matches_training_it(cold, tmp_path):
+    """The relation stage's optional input ``drn`` (what adapt passes from its cache): no training,
+    the same outputs as the run that trained that DRN (weights, metrics, files)."""
+    from drtl.orchestrate.adapt import adapt_params
+    from drtl.runner import execute
+
+    out, cache, _, _ = cold
+    synth = _entry(cache) / "synth"
+    p = adapt_params(None, ["relation.steps=10", "relation.lr_patch=16", "relation.eval_per_task=4",
+                            "relation.patches_per_image=4", "threads=1", "tracking.enabled=false"])
+    p["target"]["pool"] = str(out / "data" / "shots")
+    p["experiment"].update(shots=[2], seeds=[0])
+    trained = execute("relation", p, {"synth": str(synth)}, tmp_path / "trained")
+    given = execute("relation", p, {"synth": str(synth), "drn": str(tmp_path / "trained" / "drn.pt")},
+                    tmp_path / "given")
+    assert given == trained
+    for f in ("weights.json", "relation.json", "drn_eval.json", "drn.pt", "graphs/k2_s0/ranking.csv"):
+        assert (tmp_path / "given" / f).read_bytes() == (tmp_path / "trained" / f).read_bytes(), f
+
+
+def test_every_pair_a_shot_trains_without_evaluation(cold, sample, tmp_path):
+    from drtl.orchestrate.adapt import adapt, adapt_params
+
+    _, cache, _, _ = cold
+    s = adapt(sample / "pool", 2, 4, tmp_path / "all", adapt_params(None, tiny(sample)), aux_cache=cache,
+              echo=lambda _: None)
+    assert s["eval"] is None and s["rest_names"] == [] and (tmp_path / "all" / "model.pt").is_file()
+    assert "nothing was evaluated" in (tmp_path / "all" / "summary.md").read_text()

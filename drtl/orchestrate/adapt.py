@@ -28,6 +28,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -168,7 +169,7 @@ def _execute(p: dict, runs: list, say, t0: float) -> dict:
     from drtl.records import read_record
 
     _discard_stale(p, runs)
-    run_plan(p, runs, say)
+    run_plan(p, runs, lambda line: say(re.sub(r"^\[\s*[\d.]+s\] ", "", line)))  # one clock: adapt's
     recs = {r.id: read_record(r.out) for r in runs}
     reused = [i for i, rec in recs.items() if rec.started < t0]
     if reused:

@@ -65,10 +65,9 @@ def _load_drn(path: str | Path):
         raise ModelError(f"{path}: unreadable relation network ({type(exc).__name__}: {first})") from None
     ev_path = Path(path).with_name("drn_eval.json")
     ev = json.loads(ev_path.read_text()) if ev_path.is_file() else {}
-    metrics = {"n_tasks": len(state["tasks"])}
-    acc = (ev.get("history") or {}).get("accuracy") or []
-    if acc:  # as train_drn's final_accuracy: mean over the last 10% of steps
-        metrics["drn_train_accuracy"] = float(np.mean(acc[-max(1, len(acc) // 10):]))
+    acc = (ev.get("history") or {}).get("accuracy") or []  # final_accuracy: mean over the last 10% of steps
+    metrics = {"drn_train_accuracy": float(np.mean(acc[-max(1, len(acc) // 10):])) if acc else float("nan"),
+               "n_tasks": len(state["tasks"])}
     if "accuracy" in ev:
         metrics["drn_val_accuracy"] = float(ev["accuracy"])
         metrics["drn_val_image_accuracy"] = float(ev["aggregated_accuracy"])
