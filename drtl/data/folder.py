@@ -138,7 +138,9 @@ def read_manifest(root: str | os.PathLike) -> pd.DataFrame:
 
 
 def _looks_like_dataset(path: Path) -> bool:
-    return (path / MANIFEST).is_file() or (path / "HR").is_dir()
+    """A dataset folder, or a run folder of a stage (its record ``run.json`` or the orchestrator's
+    ``fingerprint.json``): folders drtl itself writes and may replace."""
+    return any((path / f).is_file() for f in (MANIFEST, "run.json", "fingerprint.json")) or (path / "HR").is_dir()
 
 
 @contextmanager

@@ -41,9 +41,31 @@ def _product(run: Run) -> Path:
     return Path(run.out) / get_stage(run.stage).product
 
 
-def _cached(run: Run, fp: str) -> bool:
+def _state(run: Run) -> dict:
     f = Path(run.out) / FINGERPRINT
-    return _product(run).exists() and f.is_file() and json.loads(f.read_text()).get("fp") == fp
+    try:
+        return json.loads(f.read_text()) if f.is_file() else {}
+    except ValueError:
+        return {}
+
+
+def _cached(run: Run, fp: str) -> bool:
+    st = _state(run)
+    return st.get("fp") == fp and st.get("done", True) and _product(run).exists()
+
+
+def _start(run: Run, fp: str) -> None:
+    """Mark ``run`` as started with inputs ``fp``. A folder left by a run with other inputs is wiped
+    first, so a trainer never resumes a checkpoint written for different inputs; a folder of the
+    same inputs (an interrupted run) is kept, so its checkpoint resumes."""
+    out = Path(run.out)
+    st = _state(run)
+    if st and st.get("fp") != fp and out.is_dir():
+        import shutil
+
+        shutil.rmtree(out)
+    if not out.suffix:
+        write_text(out / FINGERPRINT, json.dumps({"fp": fp, "done": False}) + "\n")
 
 
 def run_plan(params: dict, runs: list[Run], echo=print) -> dict[str, str]:
@@ -65,8 +87,9 @@ def run_plan(params: dict, runs: list[Run], echo=print) -> dict[str, str]:
         if _cached(run, fp):
             continue
         t = time.time()
+        _start(run, fp)
         execute(run.stage, params, run.inputs, run.out, name=run.name, on_log=on_log)
-        write_text(Path(run.out) / FINGERPRINT, json.dumps({"fp": fp}) + "\n")
+        write_text(Path(run.out) / FINGERPRINT, json.dumps({"fp": fp, "done": True}) + "\n")
         echo(f"[{time.time() - t0:7.1f}s] {i}/{len(runs)} {run.stage} {run.name} ({time.time() - t:.1f}s)")
     return done
 
