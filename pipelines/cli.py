@@ -65,7 +65,8 @@ def _cells_json(text: str | None) -> list[dict] | None:
     if not isinstance(value, list) or not value or not all(
             isinstance(c, dict) and set(c) == {"shots", "seed"} and all(isinstance(v, int) for v in c.values())
             for c in value):
-        raise ConfigError(f"--cells must be a non-empty JSON list of {{\"shots\": K, \"seed\": S}} objects, got {text!r}")
+        raise ConfigError(f"--cells must be a non-empty JSON list of {{\"shots\": K, \"seed\": S}} objects, "
+                          f"got {text!r}")
     return value
 
 
@@ -74,7 +75,8 @@ def _data_source(data: str) -> str:
     if data == "sample" or data.startswith("s3://"):
         return data
     if not Path(data).is_dir():
-        raise ConfigError(f"--data {data!r}: use 'sample', a dataset folder (aux_hr/, pool/, test/) or s3://bucket/prefix")
+        raise ConfigError(f"--data {data!r}: use 'sample', a dataset folder (aux_hr/, pool/, test/) "
+                          "or s3://bucket/prefix")
     return str(Path(data).resolve())
 
 

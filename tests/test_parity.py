@@ -84,4 +84,5 @@ def test_results_csv_identical_across_orchestrators(leg, request, experiment_res
     df = pd.read_csv(experiment_results)
     assert len(df) == 7 * 2 and set(df.shots) == {1, 2}  # every method of tiny.yaml x K in {1, 2}, seed 0
     assert other.read_bytes() == experiment_results.read_bytes(), (
-        f"{leg}: results.csv differs from drtl experiment's\n{other.read_text()}\n---\n{experiment_results.read_text()}")
+        f"{leg}: results.csv differs from drtl experiment's\n"
+        f"{other.read_text()}\n---\n{experiment_results.read_text()}")
