@@ -304,3 +304,38 @@ def test_kfp_import_is_lazy_and_library_never_imports_kfp():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not any(n == "kfp" or n.startswith("kfp.") or n.startswith("pipelines") for n in names), path
+
+
+# ------------------------------------------------------------------------ the component body, in-process
+def test_component_body_dedups_evals_and_logs_the_record(tmp_path, monkeypatch):
+    """The body of the generic component, called as a function: the report stage gets one
+    evaluation per (method, shots, seed), K-independent ones expanded over the cells' shots; with a
+    tracking URI the run record goes to drtl.tracking.log_records under the parent, which the
+    report finishes (a stand-in drtl.tracking module: no MLflow here)."""
+    import types
+
+    from kfp.dsl import Artifact
+
+    from components.stage import run_stage
+    from drtl.config import load_params
+
+    calls = []
+    fake = types.ModuleType("drtl.tracking")
+    fake.log_records = lambda records, tracking, *, parent_run_id=None, invocation=None: calls.append(
+        ("log", [r.stage for r in records], tracking["uri"], tracking["enabled"], parent_run_id)) or parent_run_id
+    fake.finish_parent = lambda tracking, parent_run_id, status="FINISHED": calls.append(("finish", parent_run_id))
+    monkeypatch.setitem(sys.modules, "drtl.tracking", fake)
+
+    def ev(method, shots, seed, psnr):
+        return json.dumps({"method": method, "shots": shots, "seed": seed, "psnr_y": psnr, "ssim_y": 0.5})
+
+    per_cell = [[ev("bicubic", None, 0, 30.0), ev("scratch", 1, 0, 31.0)],
+                [ev("bicubic", None, 0, 30.0), ev("scratch", 2, 0, 32.0)]]
+    out = Artifact(uri=str(tmp_path / "report"))
+    run_stage(stage="report", params=json.dumps(load_params(TINY)), out=out, name="report",
+              cells=[{"shots": 1, "seed": 0}, {"shots": 2, "seed": 0}], evals=per_cell,
+              tracking_uri="sqlite:///x.db", parent_run_id="parent-1", finish_parent=True)
+    df = pd.read_csv(tmp_path / "report" / "results.csv")
+    assert [tuple(r) for r in df[["method", "shots", "seed"]].itertuples(index=False)] == [
+        ("bicubic", 1, 0), ("bicubic", 2, 0), ("scratch", 1, 0), ("scratch", 2, 0)]
+    assert calls == [("log", ["report"], "sqlite:///x.db", True, "parent-1"), ("finish", "parent-1")]
