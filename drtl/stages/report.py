@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from drtl.config import METHODS
+from drtl.methods import METHOD_NAMES as METHODS
 from drtl.errors import DataError
 from drtl.io import atomic_path, write_text
 
@@ -100,3 +100,15 @@ def report(eval_paths: list[str | Path], out: str | Path, expand_shots: list[int
         metrics[f"{r['method']}_k{int(r['shots'])}_psnr_y"] = round(float(r["psnr_mean"]), 4)
     write_text(out / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True) + "\n")
     return {"n_rows": len(df), "metrics": metrics}
+
+
+def run(params: dict, inputs: dict, out: Path) -> dict:
+    """Stage contract (drtl.stages): the table of the plan's evaluations (or of ``inputs['evals']``)."""
+    evals = inputs.get("evals")
+    if not evals:
+        from drtl.plan import eval_outputs
+
+        evals = eval_outputs(params)
+    evals = [Path(e) / "eval.json" if not Path(e).suffix else Path(e) for e in evals]
+    r = report(evals, out, [int(k) for k in params["experiment"]["shots"]])
+    return {"n_rows": r["n_rows"]}
