@@ -307,10 +307,7 @@ def _track(p: dict, runs: list, aux: dict, entry: Path, summary: dict, say) -> N
     built = [Run("synthesize", "synth", str(entry / "synth")), Run("relation", "drn", str(entry / "drn"))]
     invocation = {"orchestrator": "drtl adapt", "pairs": summary["pairs"], "out": str(Path(summary["model"]).parent),
                   "shots": summary["shots"], "seed": summary["seed"], "aux_fingerprint": aux["fingerprint"]}
-    try:
-        track(p, (built if not aux["hit"] else []) + runs, invocation, say)
-    except (ImportError, AttributeError) as exc:  # drtl.tracking.log_records not merged yet
-        say(f"warning: tracking.enabled but drtl.tracking cannot log run records ({exc}); not logged to MLflow")
+    track(p, (built if not aux["hit"] else []) + runs, invocation, say)
 
 
 def _threads() -> int:

@@ -14,8 +14,6 @@ Modules: ``store`` (URI, client, experiment, retries, batched writes), ``log`` (
 imports neither mlflow nor pandas; the library never imports kfp or drtl.stages.
 """
 
-from drtl.records import flatten  # noqa: F401  (drtl/cli.py imports it from here; transitional, see compat)
-from drtl.tracking.compat import NullRunHandle, tracker_from_params  # noqa: F401  (old call sites, see compat)
 from drtl.tracking.log import (finish_parent, history_metrics, identity, log_records, run_name,  # noqa: F401
                                start_parent, track_folder)
 from drtl.tracking.read import latest_parent, report_from_mlflow, search_results  # noqa: F401
