@@ -2,7 +2,8 @@
 
 One module-scoped fixture per orchestrator runs the tiny profile (``configs/tiny.yaml``) on the
 sample data and returns its ``results.csv``; :data:`LEGS` lists the orchestrators compared with the
-in-process ``drtl experiment``. A new leg (e.g. ``dvc repro``) is a fixture ``<leg>_results`` and
+``drtl experiment``: ``drtl-kfp run --local`` (Kubeflow's local runner) and ``dvc repro`` (the
+generated dvc.yaml, params.yaml = configs/tiny.yaml). A new leg is a fixture ``<leg>_results`` and
 a name in :data:`LEGS`.
 """
 
@@ -20,7 +21,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = REPO / "configs" / "tiny.yaml"
-LEGS = ["kfp"]
+LEGS = ["kfp", "dvc"]
 
 
 def _env() -> dict:
@@ -75,6 +76,17 @@ def kfp_results(tmp_path_factory, sample_data) -> Path:
                         "--out", str(out)], cwd=REPO, env=_env(), capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return out / "results.csv"
+
+
+@pytest.fixture(scope="module")
+def dvc_results(tmp_path_factory) -> Path:
+    """`dvc repro` of the generated dvc.yaml in a scratch copy whose params.yaml is configs/tiny.yaml."""
+    from tests.test_pipeline_dvc import dvc, make_copy
+
+    root = make_copy(tmp_path_factory.mktemp("dvc") / "repo", params_file=TINY)
+    dvc(root, "pull", "data.dvc")
+    dvc(root, "repro")
+    return root / "reports" / "results.csv"
 
 
 @pytest.mark.slow

@@ -48,10 +48,15 @@ def _deep_update(d: dict, over: dict) -> dict:
     return d
 
 
-def make_copy(dest: Path, tiny: bool = True) -> Path:
+def make_copy(dest: Path, tiny: bool = True, params_file: Path | None = None) -> Path:
+    """A git repository at ``dest`` with the pipeline files; params.yaml = ``params_file`` when
+    given, else the repository's (with the TINY overlay when ``tiny``)."""
     dest.mkdir(parents=True)
     for name in ("dvc.yaml", "params.yaml", "data.dvc", ".dvcignore"):
         shutil.copy2(REPO / name, dest / name)
+    if params_file is not None:
+        shutil.copy2(params_file, dest / "params.yaml")
+        tiny = False
     shutil.copytree(REPO / "dvc-remote", dest / "dvc-remote")
     (dest / ".dvc").mkdir()
     for name in ("config", ".gitignore"):
