@@ -162,3 +162,19 @@ def test_test_pairs_are_read_only_by_validate_and_evaluate(sample, tmp_path, mon
     assert image_readers <= {"validate", "evaluate"}, sorted(opened)  # validate: hashes for the overlap check
     # outside a stage only the test manifest is read (the orchestrator's cache key: content hashes)
     assert {f for s, f in opened if s == "-"} <= {"manifest.csv"}
+
+
+def test_a_stage_process_never_imports_mlflow(make_pairs, tmp_path):
+    """Tracking on (the default): a stage writes its record and leaves MLflow to `drtl track`."""
+    import subprocess
+    import sys
+
+    pairs = make_pairs(n=2)
+    code = ("import sys; from drtl.cli import main; "
+            f"rc = main(['evaluate', '--data', {str(pairs)!r}, '--scale', '2', '--out', {str(tmp_path / 'ev')!r}, "
+            "'-S', 'tracking.enabled=true']); print(rc, 'mlflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stdout.split()[-2:] == ["0", "False"], out.stdout + out.stderr
+    rec = json.loads((tmp_path / "ev" / "run.json").read_text())
+    assert rec["stage"] == "evaluate" and set(rec["metrics"]) >= {"psnr_y", "ssim_y"}
+    assert "seed" not in rec["metrics"] and rec["identity"] == {"method": "bicubic"}
