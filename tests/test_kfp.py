@@ -169,7 +169,7 @@ def test_component_signature_covers_every_stage_input():
 def test_local_run_with_a_runtime_sweep(tmp_path, capsys):
     """`drtl-kfp run --local` with cells different from the compiled default (tiny.yaml: K in {1, 2})
     reports exactly those cells."""
-    from test_parity import sample_data_dir
+    from tests.test_parity import sample_data_dir
 
     out = tmp_path / "run"
     assert _cli(["run", "--local", "--params", str(TINY), "--data", str(sample_data_dir(tmp_path)),
@@ -307,35 +307,44 @@ def test_kfp_import_is_lazy_and_library_never_imports_kfp():
 
 
 # ------------------------------------------------------------------------ the component body, in-process
-def test_component_body_dedups_evals_and_logs_the_record(tmp_path, monkeypatch):
-    """The body of the generic component, called as a function: the report stage gets one
-    evaluation per (method, shots, seed), K-independent ones expanded over the cells' shots; with a
-    tracking URI the run record goes to drtl.tracking.log_records under the parent, which the
-    report finishes (a stand-in drtl.tracking module: no MLflow here)."""
-    import types
-
+def test_component_body_dedups_evals_and_logs_the_record(tmp_path):
+    """The body of the generic component, called as a function, tracking into a real SQLite MLflow
+    store the Kubeflow way: a parent from start_parent, a child per task's record under it, the
+    report onto the parent, which it finishes. The report gets one evaluation per (method, shots,
+    seed), K-independent ones expanded over the cells' shots."""
     from kfp.dsl import Artifact
+    from mlflow import MlflowClient
 
     from components.stage import run_stage
     from drtl.config import load_params
+    from drtl.tracking import start_parent
 
-    calls = []
-    fake = types.ModuleType("drtl.tracking")
-    fake.log_records = lambda records, tracking, *, parent_run_id=None, invocation=None: calls.append(
-        ("log", [r.stage for r in records], tracking["uri"], tracking["enabled"], parent_run_id)) or parent_run_id
-    fake.finish_parent = lambda tracking, parent_run_id, status="FINISHED": calls.append(("finish", parent_run_id))
-    monkeypatch.setitem(sys.modules, "drtl.tracking", fake)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    p = load_params(TINY)
+    tracking = {**p["tracking"], "uri": uri, "enabled": True}
+    parent = start_parent(tracking, {"orchestrator": "kubeflow"})
 
     def ev(method, shots, seed, psnr):
         return json.dumps({"method": method, "shots": shots, "seed": seed, "psnr_y": psnr, "ssim_y": 0.5})
 
     per_cell = [[ev("bicubic", None, 0, 30.0), ev("scratch", 1, 0, 31.0)],
                 [ev("bicubic", None, 0, 30.0), ev("scratch", 2, 0, 32.0)]]
+    from tests.test_parity import sample_data_dir
+
+    sample = sample_data_dir(tmp_path)
+    run_stage(stage="evaluate", params=json.dumps({**p, "target": {**p["target"], "test": str(sample / "test")}}),
+              out=Artifact(uri=str(tmp_path / "ev")), name="bicubic_s0", method="bicubic", seed=0,
+              tracking_uri=uri, parent_run_id=parent)
     out = Artifact(uri=str(tmp_path / "report"))
-    run_stage(stage="report", params=json.dumps(load_params(TINY)), out=out, name="report",
+    run_stage(stage="report", params=json.dumps(p), out=out, name="report",
               cells=[{"shots": 1, "seed": 0}, {"shots": 2, "seed": 0}], evals=per_cell,
-              tracking_uri="sqlite:///x.db", parent_run_id="parent-1", finish_parent=True)
+              tracking_uri=uri, parent_run_id=parent, finish_parent=True)
     df = pd.read_csv(tmp_path / "report" / "results.csv")
     assert [tuple(r) for r in df[["method", "shots", "seed"]].itertuples(index=False)] == [
         ("bicubic", 1, 0), ("bicubic", 2, 0), ("scratch", 1, 0), ("scratch", 2, 0)]
-    assert calls == [("log", ["report"], "sqlite:///x.db", True, "parent-1"), ("finish", "parent-1")]
+    client = MlflowClient(uri)
+    top = client.get_run(parent)
+    assert top.info.status == "FINISHED" and any(k.startswith("psnr_y_vs_k/") for k in top.data.metrics)
+    exp = client.get_experiment_by_name(tracking["experiment"])
+    kids = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+    assert [r.data.params.get("method") for r in kids] == ["bicubic"] and "psnr_y" in kids[0].data.metrics
