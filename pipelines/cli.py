@@ -192,7 +192,25 @@ def _run_args(p):
     p.add_argument("--cells", default=None, metavar="JSON",
                    help='the sweep, e.g. \'[{"shots": 1, "seed": 0}]\' (default: the params\' shots x seeds)')
     p.add_argument("--sample", default=None, metavar="JSON", help="make_sample arguments, e.g. '{\"hr_size\": 64}'")
-    p.add_argument("--mlflow-uri", default="", help="MLflow tracking URI passed to every task (default: params)")
+    p.add_argument("--mlflow-uri", default=None,
+                   help="MLflow tracking URI passed to every task ('' = no tracking; default: the params' "
+                        "tracking.uri when tracking.enabled; for submit only an http(s) server)")
+
+
+def _mlflow_uri(a, params: dict | None, local: bool) -> str:
+    """Tracking on by default, like the other orchestrators: the params' store when enabled. A local
+    SQLite path is made absolute (tasks run in other folders); a cluster can only reach a server."""
+    if a.mlflow_uri is not None:
+        return a.mlflow_uri
+    t = (params or {}).get("tracking") or {}
+    if not t.get("enabled"):
+        return ""
+    uri = str(t.get("uri", ""))
+    if local:
+        from drtl.tracking import resolve_uri
+
+        return resolve_uri(uri)
+    return uri if uri.startswith(("http://", "https://")) else ""
 
 
 def _default_params_file() -> str | None:
@@ -213,7 +231,8 @@ def _cmd_run(a):
     tiny = a.params is None
     params = _load(a.params, a.set, tiny_default=True)
     r = run_local(params, a.out, data=a.data, sample=_sample_json(a.sample, tiny and a.data == "sample"),
-                  cache=a.cache, gpu=a.gpu, mlflow_tracking_uri=a.mlflow_uri, cells=_cells_json(a.cells))
+                  cache=a.cache, gpu=a.gpu, mlflow_tracking_uri=_mlflow_uri(a, params, True),
+                  cells=_cells_json(a.cells))
     print(f"kfp local run{' (tiny profile)' if tiny else ''} finished in {r['seconds']:.1f}s: {r['results_csv']}")
 
 
@@ -221,7 +240,7 @@ def _cmd_submit(a):
     params = None if a.package else _load(a.params or _default_params_file(), a.set, tiny_default=False)
     r = submit(a.host, params, package=a.package, experiment=a.experiment, run_name=a.run_name,
                namespace=a.namespace, gpu=a.gpu, enable_caching=a.cache, image=a.image,
-               arguments=pipeline_arguments(a.data, _sample_json(a.sample, False), a.mlflow_uri,
+               arguments=pipeline_arguments(a.data, _sample_json(a.sample, False), _mlflow_uri(a, params, False),
                                             _cells_json(a.cells)))
     print(f"submitted run {r['run_name']} ({r['run_id']}) to experiment {r['experiment']}: {r['url']}")
 
