@@ -1,31 +1,22 @@
-"""Kubeflow lightweight components: one per ``drtl.stages`` stage, thin wrappers, no logic.
+"""Kubeflow components: ONE generic, thin wrapper around :func:`drtl.runner.execute` for every stage
+(:mod:`components.stage`), plus the task that opens the pipeline's parent MLflow run.
 
-Every component calls the same stage function as the ``drtl`` CLI. Rules that keep them thin and
-runnable in the image (``components.image.DRTL_IMAGE``):
-
-- ``drtl`` is imported inside the function body (lightweight components ship only the function
-  source); nothing from this package is imported at run time;
-- params travel as one ``params`` dict (the content of ``params.yaml``), validated by
-  ``drtl.config.load_params`` inside the component;
-- datasets, synthesized tasks, relation graphs and models are folder artifacts
-  (``Dataset`` / ``Model``); stage metrics are ``Metrics``; human-readable summaries are
-  ``Markdown`` or ``HTML``.
-
-The library (``drtl/``) never imports kfp; this package does.
+The image is a compile option (:mod:`components.image` holds the default). Importing this package
+does not import kfp (``drtl-kfp --help`` stays fast); :mod:`components.stage` does. The library
+(``drtl/``) never imports kfp.
 """
 
-from components.data import prepare, validate
-from components.evaluate import evaluate
-from components.image import DRTL_IMAGE
-from components.relation import relation
-from components.report import report
-from components.synthesize import synthesize
-from components.train import finetune, metatrain, pretrain
+from components.image import DEFAULT_IMAGE, DRTL_IMAGE
 
-STAGE_COMPONENTS = {
-    "prepare": prepare, "validate": validate, "synthesize": synthesize, "relation": relation,
-    "pretrain": pretrain, "metatrain": metatrain, "finetune": finetune, "evaluate": evaluate,
-    "report": report,
-}
+_STAGE = ("ARTIFACT_SLOTS", "run_stage", "stage_component", "start_tracking", "tracking_component")
 
-__all__ = ["DRTL_IMAGE", "STAGE_COMPONENTS", *STAGE_COMPONENTS]
+
+def __getattr__(name: str):
+    if name in _STAGE:
+        from components import stage
+
+        return getattr(stage, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["DEFAULT_IMAGE", "DRTL_IMAGE", *_STAGE]

@@ -83,26 +83,10 @@ def _cmd_manifest(a):
     print(df.to_string(index=False))
 
 
-def _cmd_evaluate(a):
-    from drtl.stages.evaluate import evaluate
-
-    p = _params(a)  # threads and tracking come from params; the rest is explicit
-    ident = {"method": a.method, "shots": a.shots, "seed": a.seed}
-    name = a.method if a.seed is None else (f"{a.method}_s{a.seed}" if a.shots is None else
-                                            f"{a.method}_k{a.shots}_s{a.seed}")
-    rep = _tracked(p, "evaluate", name, ident,
-                   lambda: evaluate(a.method, a.data, a.scale, a.out, a.model, a.shots, a.seed, a.device, a.tile),
-                   inputs=[(a.data, "test")])
-    print(f"{a.method} on {a.data} (x{a.scale}, {rep['n_images']} images): "
-          f"PSNR-Y {rep['psnr_y']:.3f} dB, SSIM-Y {rep['ssim_y']:.4f}")
-
-
 def _params(a):
-    from drtl.config import apply_threads, load_params
+    from drtl.config import load_params
 
-    p = load_params(a.params, a.set)
-    apply_threads(p)
-    return p
+    return load_params(a.params, a.set)
 
 
 def _with_params(p):
@@ -113,191 +97,116 @@ def _with_params(p):
     return p
 
 
-def _tracked(p, stage: str, name: str, ident: dict, fn, artifacts=(), inputs=(), history=None, section=None):
-    """Run ``fn`` inside an MLflow child run when ``tracking.enabled`` (a no-op otherwise).
-
-    Logs the stage's params section and identity (method/shots/seed), the numeric results as
-    metrics, the training curve from ``history`` (a history.json path), artifacts and dataset inputs.
-    """
-    from drtl.tracking import flatten, tracker_from_params
-
-    tracker = tracker_from_params(p)
-    logged = {**{k: v for k, v in ident.items() if v is not None}, **flatten(p.get(section) or {}, f"{section}.")} \
-        if section else {k: v for k, v in ident.items() if v is not None}
-    with tracker.run(stage, name, logged) as run:
-        result = fn()
-        if tracker.enabled:
-            if isinstance(result, dict):
-                run.log_metrics({k: v for k, v in flatten(result).items()
-                                 if isinstance(v, (int, float)) and not isinstance(v, bool)})
-            if history is not None and Path(history).is_file():
-                run.log_history(json.loads(Path(history).read_text()))
-            for path in artifacts:
-                path = Path(path)
-                if path.is_dir():
-                    run.log_artifacts(path, path.name)
-                elif path.is_file():
-                    run.log_artifact(path)
-            for root, ctx in inputs:
-                run.log_input(str(root), ctx)
-    return result
+# ------------------------------------------------------------------ one subcommand per stage, from the registry
+_DEFAULT_OUT = {"prepare": None, "validate": "validate", "synthesize": "synthesize", "relation": "relation",
+                "report": "report"}
 
 
-def _cmd_synthesize(a):
-    from drtl.stages.synthesize import synthesize
+def _add_stage(sub, spec):
+    p = _with_params(sub.add_parser(spec.name, help=spec.help, description=spec.help))
+    for a in spec.args:
+        if a.kind == "paths":
+            p.add_argument(a.name, nargs="*", help=a.help)
+            continue
+        p.add_argument(f"--{a.name}", type=int if a.kind == "int" else str, default=a.default, required=a.required,
+                       choices=list(a.choices) if a.choices else None, help=a.help or None)
+    optional_out = spec.name in _DEFAULT_OUT or spec.name == "evaluate"
+    p.add_argument("--out", required=not optional_out,
+                   help="output folder (default: the plan's)" if spec.name in _DEFAULT_OUT else
+                   "run folder, or a .json report path" if spec.name == "evaluate" else "run folder")
+    p.set_defaults(func=_cmd_stage, stage=spec.name)
+    return p
 
+
+def _cmd_stage(a):
+    from drtl.runner import execute
+    from drtl.stages import get_stage
+
+    spec = get_stage(a.stage)
     p = _params(a)
-    x = p["aux"]
-    m = _tracked(p, "synthesize", "synthesize", {}, section="aux", artifacts=[Path(a.out) / "tasks.yaml"],
-                 fn=lambda: synthesize(x["hr"], a.out, int(p["target"]["scale"]), x["families"], x["tasks"],
-                                       x["variants"], x["val_fraction"], x["max_hr_side"], x["seed"]))
-    print(f"synthesized {m['n_tasks']} tasks x {m['n_images']} HR images into {a.out} ({m['n_val_images']} held out)")
+    inputs = {x.name: getattr(a, x.name) for x in spec.args}
+    out = a.out
+    if out is None and _DEFAULT_OUT.get(a.stage):
+        from drtl.plan import roots
 
+        out = roots(p, reports="reports").folder(_DEFAULT_OUT[a.stage])
+    if out is None and a.stage != "evaluate":
+        from drtl.errors import ConfigError
 
-def _cmd_relation(a):
-    from drtl.stages.relation import relation
-
-    p = _params(a)
-    out = Path(a.out)
-    m = _tracked(p, "relation", "relation", {}, section="relation",
-                 artifacts=[out / "graphs", out / "weights.json", out / "drn_eval.json"],
-                 inputs=[(p["target"]["pool"], "target_pool")],
-                 fn=lambda: relation(a.synth, p["target"]["pool"], a.out, int(p["target"]["scale"]),
-                                     p["experiment"]["shots"], p["experiment"]["seeds"], p["relation"], p["device"]))
-    print(f"DRN accuracy train {m['drn_train_accuracy']:.3f} val {m.get('drn_val_accuracy', float('nan')):.3f}; "
-          f"top task {m['top_task']}; graphs in {a.out}")
-
-
-def _cmd_pretrain(a):
-    from drtl.stages.train import pretrain_run
-
-    p = _params(a)
-    out = Path(a.out)
-    _tracked(p, "pretrain", out.name, {"method": a.method, "shots": a.shots, "seed": a.seed}, section="pretrain",
-             history=out / "history.json", artifacts=[out / "model.pt"],
-             fn=lambda: pretrain_run(a.method, a.synth, a.relation, a.out, p["arch"], int(p["target"]["scale"]),
-                                     p["pretrain"], a.seed, a.shots, p["device"]))
-    print(f"pre-trained ({a.method}) -> {a.out}/model.pt")
-
-
-def _cmd_metatrain(a):
-    from drtl.stages.train import metatrain_run
-
-    p = _params(a)
-    out = Path(a.out)
-    _tracked(p, "metatrain", out.name, {"method": a.method, "shots": a.shots, "seed": a.seed}, section="meta",
-             history=out / "history.json", artifacts=[out / "model.pt"],
-             fn=lambda: metatrain_run(a.method, a.synth, a.relation, a.out, p["arch"], int(p["target"]["scale"]),
-                                      p["meta"], a.seed, a.shots, p["device"]))
-    print(f"meta-trained ({a.method}) -> {a.out}/model.pt")
-
-
-def _cmd_finetune(a):
-    from drtl.stages.train import finetune_run
-
-    p = _params(a)
-    out, pool = Path(a.out), a.pool or p["target"]["pool"]
-    _tracked(p, "finetune", out.name, {"method": a.method, "shots": a.shots, "seed": a.seed}, section="finetune",
-             history=out / "history.json", artifacts=[out / "model.pt"], inputs=[(pool, "target_pool")],
-             fn=lambda: finetune_run(a.method, pool, a.out, p["arch"], int(p["target"]["scale"]), p["finetune"],
-                                     a.shots, a.seed, a.init, p["device"]))
-    print(f"fine-tuned ({a.method}, K={a.shots}, seed {a.seed}) -> {a.out}/model.pt")
-
-
-def _cmd_report(a):
-    from drtl.stages.experiment import eval_paths
-    from drtl.stages.report import report
-
-    p = _params(a)
-    shots = [int(k) for k in a.shots.split(",")] if a.shots else [int(k) for k in p["experiment"]["shots"]]
-    evals = a.evals or eval_paths(p)  # default: exactly the runs params.yaml's experiment makes
-    r = _tracked(p, "report", "report", {}, lambda: report(evals, a.out, shots), artifacts=[a.out])
-    print(f"{r['n_rows']} rows -> {a.out}/results.csv")
+        raise ConfigError(f"drtl {a.stage}: --out is required")
+    if a.stage == "evaluate" and out is None:  # print the numbers, write nothing
+        m = get_stage("evaluate").fn(p, inputs, None)
+    else:
+        m = execute(a.stage, p, inputs, out)
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+    ident = " ".join(f"{k}={inputs[k]}" for k in ("method", "shots", "seed") if inputs.get(k) is not None)
+    print(f"{a.stage}{' ' + ident if ident else ''}: {shown or 'done'}{' -> ' + str(out) if out else ''}")
 
 
 def _cmd_experiment(a):
-    from drtl.stages.experiment import run_experiment
+    from drtl.orchestrate.experiment import run_experiment
 
     run_experiment(_params(a), echo=lambda line: print(line, flush=True))
 
 
-def _train_parser(sub, name, methods, help_):
-    p = _with_params(sub.add_parser(name, help=help_))
-    p.add_argument("--method", required=True, choices=methods)
-    p.add_argument("--shots", type=int, default=None, help="K (needed by the DRTL variants: weights depend on it)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--synth", default="outputs/synth")
-    p.add_argument("--relation", default="outputs/relation")
-    p.add_argument("--out", required=True)
-    return p
+def _cmd_track(a):
+    from drtl.orchestrate.experiment import track
+    from drtl.plan import plan
+
+    p = _params(a)
+    if not p["tracking"]["enabled"]:
+        print("tracking.enabled is false: nothing logged")
+        return
+    track(p, plan(p, reports=a.reports), {"orchestrator": a.orchestrator}, echo=print)
+
+
+def _cmd_dvc(a):
+    from drtl.orchestrate import dvcgen
+
+    p = _params(a)
+    if a.dvc_cmd == "generate":
+        print(f"wrote {dvcgen.write(p, a.file)}")
+    else:
+        dvcgen.check(p, a.file)
+        print(f"{a.file} matches the plan")
+
+
+def _cmd_plan(a):
+    from drtl.plan import plan
+
+    for r in plan(_params(a)):
+        print(f"{r.id:40s} -> {r.out}" + (f"   after {', '.join(r.deps[:3])}{' ...' if len(r.deps) > 3 else ''}"
+                                          if r.deps else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from drtl.stages import STAGES
+
     parser = argparse.ArgumentParser(prog="drtl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_data(sub)
+    for spec in STAGES.values():
+        _add_stage(sub, spec)
 
-    sy = _with_params(sub.add_parser("synthesize", help="make the auxiliary tasks' LR/HR pairs"))
-    sy.add_argument("--out", default="outputs/synth")
-    sy.set_defaults(func=_cmd_synthesize)
-
-    re_ = _with_params(sub.add_parser("relation", help="train the DRN, relation weights and knowledge graphs"))
-    re_.add_argument("--synth", default="outputs/synth")
-    re_.add_argument("--out", default="outputs/relation")
-    re_.set_defaults(func=_cmd_relation)
-
-    _train_parser(sub, "pretrain", ["uniform", "drtl"], "multi-task pre-training (uniform or DRTL-Pre)").set_defaults(
-        func=_cmd_pretrain)
-    _train_parser(sub, "metatrain", ["maml", "drtl"], "MAML or DRTL-Meta meta-training").set_defaults(func=_cmd_metatrain)
-
-    ft = _with_params(sub.add_parser("finetune", help="few-shot fine-tuning on the K target pairs"))
-    ft.add_argument("--method", required=True,
-                    choices=["scratch", "pretrain", "maml", "drtl_pre", "drtl_meta", "upper_bound"])
-    ft.add_argument("--shots", type=int, required=True)
-    ft.add_argument("--seed", type=int, default=0)
-    ft.add_argument("--init", default=None, help="model file to start from (none: fresh initialisation)")
-    ft.add_argument("--pool", default=None, help="few-shot pool folder (default: target.pool)")
-    ft.add_argument("--out", required=True)
-    ft.set_defaults(func=_cmd_finetune)
-
-    ev = _with_params(sub.add_parser("evaluate", help="PSNR/SSIM (Y, crop = scale) of a method on a paired folder"))
-    ev.add_argument("--method", default="bicubic")
-    ev.add_argument("--data", required=True, help="paired folder to evaluate on")
-    ev.add_argument("--scale", type=int, required=True)
-    ev.add_argument("--model", default=None, help="model file (methods other than bicubic)")
-    ev.add_argument("--shots", type=int, default=None)
-    ev.add_argument("--seed", type=int, default=None)
-    ev.add_argument("--device", default="cpu")
-    ev.add_argument("--tile", type=int, default=None, help="tile size for large images (default: whole image)")
-    ev.add_argument("--out", default=None, help="JSON report path")
-    ev.set_defaults(func=_cmd_evaluate)
-
-    rp = _with_params(sub.add_parser("report", help="results.csv, aggregate table and figures from evaluation reports"))
-    rp.add_argument("evals", nargs="*", help="eval.json files (default: every run of params' experiment)")
-    rp.add_argument("--shots", default=None, help="K list (e.g. 1,5,10) for K-independent methods' rows "
-                                                  "(default: experiment.shots)")
-    rp.add_argument("--out", default="reports")
-    rp.set_defaults(func=_cmd_report)
-
-    xp = _with_params(sub.add_parser("experiment", help="the whole table in one process (resumable)"))
+    xp = _with_params(sub.add_parser("experiment", help="the whole plan in one process (resumable, tracked)"))
     xp.set_defaults(func=_cmd_experiment)
+    pl = _with_params(sub.add_parser("plan", help="list the runs of the plan for these params"))
+    pl.set_defaults(func=_cmd_plan)
+    tr = _with_params(sub.add_parser("track", help="log the plan's run records to MLflow (one parent run)"))
+    tr.add_argument("--reports", default="reports", help="the report's folder (dvc.yaml: reports)")
+    tr.add_argument("--orchestrator", default="dvc repro")
+    tr.set_defaults(func=_cmd_track)
+    dv = sub.add_parser("dvc", help="dvc.yaml from the plan: generate it, or check the committed one")
+    dv.add_argument("dvc_cmd", choices=["generate", "check"])
+    dv.add_argument("--file", default="dvc.yaml")
+    _with_params(dv).set_defaults(func=_cmd_dvc)
 
-    from drtl.stages.adapt import add_adapt_parser
+    from drtl.orchestrate.adapt import add_adapt_parser
 
     add_adapt_parser(sub)
+    from drtl.upscale import add_upscale_parser
 
-    try:
-        from drtl.upscale import add_upscale_parser
-
-        add_upscale_parser(sub)
-    except ImportError:  # pragma: no cover - upscale is part of the package
-        pass
-    try:  # the Kubeflow glue lives outside the library (drtl/ never imports kfp); kfp loads lazily
-        from pipelines.cli import add_kfp_parser
-    except ImportError:  # pipelines/ not installed
-        pass
-    else:
-        add_kfp_parser(sub)
+    add_upscale_parser(sub)
     return parser
 
 

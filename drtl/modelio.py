@@ -32,45 +32,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from drtl.device import resolve_device
 from drtl.errors import ConfigError, ModelError
 from drtl.io import atomic_path
 
 FORMAT = "drtl-model"
 VERSION = 1
-
-
-# ----------------------------------------------------------------------------------------------
-# devices
-
-
-def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
-    """``'cpu'`` (default), ``'cuda'`` / ``'cuda:N'`` (error when CUDA is absent) or ``'auto'``
-    (CUDA when available, else CPU). Raises :class:`ConfigError` with a one-line message."""
-    if device is None:
-        device = "cpu"
-    if isinstance(device, torch.device):
-        device = str(device)
-    if not isinstance(device, str):
-        raise ConfigError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
-    name = device.strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"device '{device}' was asked but CUDA is not available on this machine "
-                "(torch.cuda.is_available() is False); use --device cpu or --device auto"
-            )
-        try:
-            dev = torch.device(name)
-        except RuntimeError:
-            raise ConfigError(f"bad device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'") from None
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"device '{device}' was asked but only {torch.cuda.device_count()} CUDA device(s) exist")
-        return dev
-    raise ConfigError(f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,16 +1,12 @@
-"""``drtl kfp``: compile the Kubeflow pipeline, run it locally, submit it to a cluster.
+"""``drtl-kfp``: compile the Kubeflow pipeline, run it locally, submit it to a cluster.
 
-Wired into the ``drtl`` command by ``drtl/cli.py``::
+kfp is imported only inside the subcommands, so ``drtl-kfp --help`` is fast. The library CLI
+(``drtl``) does not import this package.
 
-    from pipelines.cli import add_kfp_parser
-    add_kfp_parser(sub)
-
-kfp is imported only inside the subcommands, so ``drtl --help`` and every other subcommand work
-without loading it. Standalone: ``python -m pipelines.cli kfp ...``.
-
-- ``drtl kfp compile [--params P] [-S k=v] [--out pipeline.yaml] [--gpu/--no-gpu]``
-- ``drtl kfp run --local [--params P | tiny profile] [--out DIR]`` -> ``DIR/results.csv``
-- ``drtl kfp submit --host URL [--experiment NAME] [--run-name NAME] [--package pipeline.yaml]``
+- ``drtl-kfp compile [--params P] [-S k=v] [--image IMG] [--out pipeline.yaml] [--gpu/--no-gpu] [--k8s/--no-k8s]``
+- ``drtl-kfp run --local [--params P | tiny profile] [--data sample|DIR|s3://...] [--cells JSON] [--out DIR]``
+  -> ``DIR/results.csv``
+- ``drtl-kfp submit --host URL [--experiment NAME] [--run-name NAME] [--package pipeline.yaml] [--cells JSON]``
 """
 
 from __future__ import annotations
@@ -58,30 +54,65 @@ def _sample_json(text: str | None, tiny: bool) -> str:
     return json.dumps(value)
 
 
-def pipeline_arguments(data: str = "sample", sample: str = "{}", mlflow_tracking_uri: str = "") -> dict:
-    """The run-time pipeline parameters (see pipelines.few_shot_realsr)."""
-    return {"data": data, "sample": sample, "mlflow_tracking_uri": mlflow_tracking_uri}
+def _cells_json(text: str | None) -> list[dict] | None:
+    """``--cells '[{"shots": 1, "seed": 0}, ...]'`` -> the list (None: the compiled default)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--cells {text!r} is not JSON ({exc.msg}); e.g. '[{{\"shots\": 1, \"seed\": 0}}]'") from None
+    if not isinstance(value, list) or not value or not all(
+            isinstance(c, dict) and set(c) == {"shots", "seed"} and all(isinstance(v, int) for v in c.values())
+            for c in value):
+        raise ConfigError(f"--cells must be a non-empty JSON list of {{\"shots\": K, \"seed\": S}} objects, "
+                          f"got {text!r}")
+    return value
+
+
+def _data_source(data: str) -> str:
+    """A local dataset folder becomes an absolute path (tasks may run in another directory)."""
+    if data == "sample" or data.startswith("s3://"):
+        return data
+    if not Path(data).is_dir():
+        raise ConfigError(f"--data {data!r}: use 'sample', a dataset folder (aux_hr/, pool/, test/) "
+                          "or s3://bucket/prefix")
+    return str(Path(data).resolve())
+
+
+def pipeline_arguments(data: str = "sample", sample: str = "{}", mlflow_tracking_uri: str = "",
+                       cells: list[dict] | None = None) -> dict:
+    """The run-time pipeline parameters (see pipelines.few_shot_realsr); ``cells`` None: the
+    compiled default sweep."""
+    args = {"data": data, "sample": sample, "mlflow_tracking_uri": mlflow_tracking_uri}
+    if cells is not None:
+        args["cells"] = cells
+    return args
 
 
 # ---------------------------------------------------------------------------------------- compile
-def compile_yaml(out: str | Path, params: dict | None = None, gpu: bool = True, kubernetes: bool = True) -> Path:
+def compile_yaml(out: str | Path, params: dict | None = None, gpu: bool = True, kubernetes: bool = True,
+                 image: str | None = None) -> Path:
+    from components import DEFAULT_IMAGE
     from pipelines.few_shot_realsr import compile_pipeline
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    compile_pipeline(str(out), params, gpu=gpu, kubernetes=kubernetes)
+    compile_pipeline(str(out), params, gpu=gpu, kubernetes=kubernetes, image=image or DEFAULT_IMAGE)
     return out
 
 
 # ------------------------------------------------------------------------------------------- local
 def run_local(params: dict, out: str | Path, data: str = "sample", sample: dict | str | None = None,
-              cache: bool = True, gpu: bool = False, mlflow_tracking_uri: str = "") -> dict:
+              cache: bool = True, gpu: bool = False, mlflow_tracking_uri: str = "",
+              cells: list[dict] | None = None) -> dict:
     """Run the whole pipeline with ``kfp.local`` (SubprocessRunner, this interpreter, no venv).
 
-    Task artifacts go to ``OUT/kfp/`` (``OUT/kfp/.kfp_cache`` holds the local cache: a rerun with
-    unchanged params re-uses finished tasks); the report lands in ``OUT/reports/`` and
-    ``OUT/results.csv`` (columns method, shots, seed, psnr_y, ssim_y). Kubernetes-only settings are
-    left out of the local pipeline; ``gpu`` trains on ``cuda``.
+    Task artifacts go to ``OUT/kfp/`` (the local cache, on by default, re-uses finished tasks of
+    earlier runs with the same inputs); the report lands in ``OUT/reports/`` and ``OUT/results.csv``
+    (columns method, shots, seed, psnr_y, ssim_y). ``cells``: the sweep (None: the params'
+    shots x seeds). Kubernetes-only settings are left out of the local pipeline; ``gpu`` trains on
+    ``cuda``.
     """
     from kfp import local
 
@@ -100,7 +131,7 @@ def run_local(params: dict, out: str | Path, data: str = "sample", sample: dict 
             # "python" in its name; display names are a UI setting
             warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
             warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
-            task = pipeline(**pipeline_arguments(data, sample_json, mlflow_tracking_uri))
+            task = pipeline(**pipeline_arguments(_data_source(data), sample_json, mlflow_tracking_uri, cells))
     except RuntimeError as exc:
         raise KFPRunError(f"local pipeline run failed: {str(exc).splitlines()[0]} (task logs above; "
                           f"artifacts under {out / 'kfp'})") from None
@@ -117,7 +148,8 @@ def run_local(params: dict, out: str | Path, data: str = "sample", sample: dict 
 # ------------------------------------------------------------------------------------------ submit
 def submit(host: str, params: dict | None = None, package: str | Path | None = None,
            experiment: str = DEFAULT_EXPERIMENT, run_name: str | None = None, namespace: str | None = None,
-           arguments: dict | None = None, gpu: bool = True, enable_caching: bool | None = None) -> dict:
+           arguments: dict | None = None, gpu: bool = True, enable_caching: bool | None = None,
+           image: str | None = None) -> dict:
     """Create a run on the Kubeflow Pipelines API at ``host`` in the named experiment.
 
     ``package``: an already compiled pipeline YAML; otherwise ``params`` is compiled first.
@@ -129,9 +161,9 @@ def submit(host: str, params: dict | None = None, package: str | Path | None = N
     run_name = run_name or f"{experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
     with tempfile.TemporaryDirectory() as tmp:
         if package is None:
-            package = compile_yaml(Path(tmp) / "pipeline.yaml", params, gpu=gpu)
+            package = compile_yaml(Path(tmp) / "pipeline.yaml", params, gpu=gpu, image=image)
         elif not Path(package).is_file():
-            raise ConfigError(f"{package}: pipeline package not found; run `drtl kfp compile` first")
+            raise ConfigError(f"{package}: pipeline package not found; run `drtl-kfp compile` first")
         try:
             client = kfp.Client(host=host, **({"namespace": namespace} if namespace else {}))
             result = client.create_run_from_pipeline_package(
@@ -155,9 +187,30 @@ def _params_args(p):
 
 
 def _run_args(p):
-    p.add_argument("--data", default="sample", help="'sample' (built-in, made in the pipeline) or s3://bucket/prefix")
+    p.add_argument("--data", default="sample",
+                   help="'sample' (built-in, made in the pipeline), a dataset folder or s3://bucket/prefix")
+    p.add_argument("--cells", default=None, metavar="JSON",
+                   help='the sweep, e.g. \'[{"shots": 1, "seed": 0}]\' (default: the params\' shots x seeds)')
     p.add_argument("--sample", default=None, metavar="JSON", help="make_sample arguments, e.g. '{\"hr_size\": 64}'")
-    p.add_argument("--mlflow-uri", default="", help="MLflow tracking URI passed to every task (default: params)")
+    p.add_argument("--mlflow-uri", default=None,
+                   help="MLflow tracking URI passed to every task ('' = no tracking; default: the params' "
+                        "tracking.uri when tracking.enabled; for submit only an http(s) server)")
+
+
+def _mlflow_uri(a, params: dict | None, local: bool) -> str:
+    """Tracking on by default, like the other orchestrators: the params' store when enabled. A local
+    SQLite path is made absolute (tasks run in other folders); a cluster can only reach a server."""
+    if a.mlflow_uri is not None:
+        return a.mlflow_uri
+    t = (params or {}).get("tracking") or {}
+    if not t.get("enabled"):
+        return ""
+    uri = str(t.get("uri", ""))
+    if local:
+        from drtl.tracking import resolve_uri
+
+        return resolve_uri(uri)
+    return uri if uri.startswith(("http://", "https://")) else ""
 
 
 def _default_params_file() -> str | None:
@@ -166,38 +219,47 @@ def _default_params_file() -> str | None:
 
 def _cmd_compile(a):
     params = _load(a.params or _default_params_file(), a.set, tiny_default=False)
-    out = compile_yaml(a.out, params, gpu=a.gpu, kubernetes=a.k8s)
+    out = compile_yaml(a.out, params, gpu=a.gpu, kubernetes=a.k8s, image=a.image)
     ex = params["experiment"]
-    print(f"compiled {out} (methods {len(ex['methods'])}, shots {ex['shots']}, seeds {ex['seeds']}; "
-          f"GPU {'on' if a.gpu else 'off'}, Kubernetes settings {'on' if a.k8s else 'off'})")
+    print(f"compiled {out} (methods {len(ex['methods'])}; default cells: shots {ex['shots']} x seeds {ex['seeds']}; "
+          f"image {a.image}; GPU {'on' if a.gpu else 'off'}, Kubernetes settings {'on' if a.k8s else 'off'})")
 
 
 def _cmd_run(a):
     if not a.local:
-        raise ConfigError("only `drtl kfp run --local` runs here; use `drtl kfp submit --host URL` for a cluster")
+        raise ConfigError("only `drtl-kfp run --local` runs here; use `drtl-kfp submit --host URL` for a cluster")
     tiny = a.params is None
     params = _load(a.params, a.set, tiny_default=True)
     r = run_local(params, a.out, data=a.data, sample=_sample_json(a.sample, tiny and a.data == "sample"),
-                  cache=a.cache, gpu=a.gpu, mlflow_tracking_uri=a.mlflow_uri)
+                  cache=a.cache, gpu=a.gpu, mlflow_tracking_uri=_mlflow_uri(a, params, True),
+                  cells=_cells_json(a.cells))
     print(f"kfp local run{' (tiny profile)' if tiny else ''} finished in {r['seconds']:.1f}s: {r['results_csv']}")
 
 
 def _cmd_submit(a):
     params = None if a.package else _load(a.params or _default_params_file(), a.set, tiny_default=False)
     r = submit(a.host, params, package=a.package, experiment=a.experiment, run_name=a.run_name,
-               namespace=a.namespace, gpu=a.gpu, enable_caching=a.cache,
-               arguments=pipeline_arguments(a.data, _sample_json(a.sample, False), a.mlflow_uri))
+               namespace=a.namespace, gpu=a.gpu, enable_caching=a.cache, image=a.image,
+               arguments=pipeline_arguments(a.data, _sample_json(a.sample, False), _mlflow_uri(a, params, False),
+                                            _cells_json(a.cells)))
     print(f"submitted run {r['run_name']} ({r['run_id']}) to experiment {r['experiment']}: {r['url']}")
 
 
-def add_kfp_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``kfp {compile,run,submit}`` on an argparse subparsers object (sets ``func``)."""
-    p = subparsers.add_parser("kfp", help="Kubeflow Pipelines: compile, run locally, submit to a cluster")
-    sub = p.add_subparsers(dest="kfp_cmd", required=True)
+def _image_arg(p):
+    from components.image import DEFAULT_IMAGE
+
+    p.add_argument("--image", default=DEFAULT_IMAGE, help=f"container image of every task (default: {DEFAULT_IMAGE})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``drtl-kfp`` argument parser: ``compile``, ``run --local``, ``submit`` (each sets ``func``)."""
+    p = argparse.ArgumentParser(prog="drtl-kfp", description="Kubeflow Pipelines: compile, run locally, submit")
+    sub = p.add_subparsers(dest="cmd", required=True)
 
     c = sub.add_parser("compile", help="write the pipeline's IR YAML (params, sweep and cluster settings baked in)")
     _params_args(c)
     c.add_argument("--out", default="pipeline.yaml")
+    _image_arg(c)
     c.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=True,
                    help="GPU requests, node selector and tolerations on the training tasks (default: on)")
     c.add_argument("--k8s", action=argparse.BooleanOptionalAction, default=True,
@@ -223,6 +285,7 @@ def add_kfp_parser(subparsers) -> argparse.ArgumentParser:
     _params_args(s)
     _run_args(s)
     s.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=True)
+    _image_arg(s)
     s.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
                    help="override the tasks' caching for this run (default: as compiled, on)")
     s.set_defaults(func=_cmd_submit)
@@ -230,14 +293,12 @@ def add_kfp_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point (``python -m pipelines.cli kfp ...``), same behaviour as ``drtl kfp``."""
-    parser = argparse.ArgumentParser(prog="drtl")
-    add_kfp_parser(parser.add_subparsers(dest="cmd", required=True))
-    args = parser.parse_args(argv)
+    """The ``drtl-kfp`` console script."""
+    args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except DRTLError as exc:
-        print(f"drtl: error: {exc}", file=sys.stderr)
+        print(f"drtl-kfp: error: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,35 +1,38 @@
-"""The Kubeflow pipeline: the whole DRTL experiment as a DAG of ``components`` tasks.
+"""The Kubeflow pipeline, built from the plan (:func:`drtl.plan.plan`) and the method registry.
 
 ::
 
-    prepare -> validate -> synthesize -> relation
-      for seed in seeds (ParallelFor):
-        bicubic: evaluate
-        pretrain uniform, metatrain maml                  (shared by every K of this seed)
-        upper_bound: finetune (every pool pair) -> evaluate
-        for K in shots (ParallelFor):
-          pretrain drtl (K), metatrain drtl (K)
-          scratch | pretrain | maml | drtl_pre | drtl_meta: finetune (K pairs) -> evaluate
-      report (dsl.Collected evaluations of every method)
+    [start_tracking]                      (opens the parent MLflow run when mlflow_tracking_uri is set)
+    prepare -> validate -> synthesize -> relation (experiment.shots / seeds = the run-time cells)
+    ParallelFor cell in cells:            (run-time parameter: [{"shots": K, "seed": S}, ...])
+      the plan's runs of one (K, seed) cell: sources (uniform / MAML per seed, DRTL-Pre / DRTL-Meta
+      per K and seed), fine-tunings, evaluations (chained: each passes the reports on)
+    report <- dsl.Collected(the last evaluation of every cell)   (finishes the parent MLflow run)
 
-The same runs, names and inits as ``drtl.stages.experiment.run_experiment`` (``drtl experiment``).
+Nothing here names a method: the runs of a cell are those :func:`drtl.plan.plan` makes for params
+whose sweep is the symbolic cell (``shots = ["{shots}"]``, ``seeds = ["{seed}"]``), exactly as the
+DVC renderer makes dvc.yaml's matrix stages; every task is the one generic component
+(:mod:`components.stage`) running one stage of the registry.
 
 What is fixed when compiling, what is chosen per run:
 
-- *compile time* (``build_pipeline(params)``, ``drtl kfp compile --params``): the params
-  (``params.yaml``), including the sweep ``experiment.shots / seeds / methods`` that shapes the DAG.
-  Each task receives only the params sections its stage reads (e.g. fine-tuning gets ``arch``,
-  ``finetune`` and ``target.scale``), so Kubeflow's cache re-runs exactly the tasks a param change
-  touches, like ``drtl experiment`` and DVC do.
-- *run time* (pipeline parameters): ``data`` (``"sample"`` or ``s3://bucket/prefix`` of a dataset
-  folder), ``sample`` (JSON kwargs of ``drtl.data.sample.make_sample``) and
+- *compile time* (``build_pipeline(params)``, ``drtl-kfp compile --params``): the params, the
+  methods (``experiment.methods``), the image and the cluster settings. Each task gets only the
+  params its stage reads (:attr:`drtl.stages.Stage.reads`), so Kubeflow's cache re-runs exactly
+  the tasks a param change touches.
+- *run time* (pipeline parameters): ``data`` (``sample``, a dataset folder, or
+  ``s3://bucket/prefix``), ``sample`` (JSON kwargs of ``make_sample``), ``cells`` (the sweep;
+  default: ``experiment.shots x experiment.seeds`` of the compiled params) and
   ``mlflow_tracking_uri``.
 
+Runs that do not depend on K (uniform pre-training, MAML, bicubic, the upper bound) appear in
+every cell of their seed (same inputs, same numbers: duplicated work, see docs/kubeflow.md); the
+report keeps one evaluation per (method, shots, seed).
+
 Cluster settings (:class:`ClusterSettings`): GPU requests, node selector and tolerations on the
-training tasks (relation, pretrain, metatrain, finetune), CPU / memory requests and limits, retries,
-caching and the S3 credentials Secret as environment variables. ``gpu=False`` drops the GPU
-requests (training then runs on CPU); ``kubernetes=False`` drops every Kubernetes-only setting
-(resources, retries, Secret, node placement) for the local runner, which cannot honour them.
+training tasks, CPU / memory requests and limits, retries, caching and the S3 credentials Secret
+as environment variables. ``gpu=False`` drops the GPU requests; ``kubernetes=False`` drops every
+Kubernetes-only setting (for the local runner, which cannot honour them).
 """
 
 import copy
@@ -38,14 +41,14 @@ from dataclasses import dataclass, field
 
 from kfp import dsl
 from kfp import kubernetes as k8s
-from kfp.dsl import Dataset
+from kfp.dsl import Artifact
 
-from components import (evaluate, finetune, metatrain, prepare, pretrain, relation, report, synthesize,
-                        validate)
+from components import DEFAULT_IMAGE, stage_component, tracking_component
 
 PIPELINE_NAME = "drtl-few-shot-realsr"
-FEW_SHOT_METHODS = ("scratch", "pretrain", "maml", "drtl_pre", "drtl_meta")  # depend on K
 GPU_STAGES = ("relation", "pretrain", "metatrain", "finetune")
+SHOTS, SEED = "{shots}", "{seed}"   # the symbolic cell the plan is built for
+DATA = "@data"                        # the prepared dataset artifact, in the symbolic plan's paths
 
 
 @dataclass
@@ -73,7 +76,7 @@ class ClusterSettings:
 
 
 _KIND = {"prepare": "light", "validate": "light", "report": "light", "synthesize": "cpu", "evaluate": "cpu",
-         **{s: "gpu" for s in GPU_STAGES}}
+         **{s: "gpu" for s in GPU_STAGES}}  # stage -> kind of resources (start tracking: light)
 
 
 def _threads(cpu_limit: str) -> int:
@@ -81,24 +84,57 @@ def _threads(cpu_limit: str) -> int:
     return max(1, int(cpu_limit[:-1]) // 1000) if cpu_limit.endswith("m") else max(1, int(float(cpu_limit)))
 
 
-def _section(p: dict, *keys: str, threads: int | None = None) -> str:
-    """The params subset a stage reads, as the JSON string the components take. ``threads`` (torch
-    intra-op threads) replaces ``params.threads`` when given: on a cluster, torch would otherwise
-    start one thread per *node* core and be throttled by the pod's CPU limit."""
-    out = {"target": {"scale": int(p["target"]["scale"])}}
-    if "threads" in p:  # a top-level key of newer params
-        out["threads"] = int(threads if threads is not None and not p["threads"] else p["threads"])
-    for k in keys:
-        out[k] = copy.deepcopy(p[k])
+
+def _dotted_copy(src: dict, dst: dict, dotted: str) -> None:
+    parts = dotted.split(".")
+    cur = src
+    for part in parts:
+        if not isinstance(cur, dict) or part not in cur:
+            return
+        cur = cur[part]
+    d = dst
+    for part in parts[:-1]:
+        d = d.setdefault(part, {})
+    d[parts[-1]] = copy.deepcopy(cur)
+
+
+def stage_params(p: dict, stage: str, device: str | None = None, threads: int | None = None) -> str:
+    """The params a stage reads (its ``reads`` and ``param_paths``, plus ``device``, ``threads`` and
+    ``tracking``), as the JSON string the component takes. ``threads`` (torch intra-op threads)
+    replaces an unset ``params.threads``: on a cluster torch would otherwise start one thread per
+    *node* core and be throttled by the pod's CPU limit."""
+    from drtl.stages import get_stage
+
+    spec = get_stage(stage)
+    out: dict = {}
+    for key in (*spec.reads, *spec.param_paths, "device", "threads", "tracking"):
+        _dotted_copy(p, out, key)
+    if device is not None:
+        out["device"] = device
+    if threads is not None and not int(p.get("threads") or 0):
+        out["threads"] = int(threads)
     return json.dumps(out, sort_keys=True)
 
 
-def _configure(task, stage: str, label: str, gpu: bool, kubernetes: bool, cs: ClusterSettings):
+def symbolic_plan(p: dict):
+    """The plan of one symbolic sweep cell: (runs before the loop, runs of a cell, the report run)."""
+    from drtl.plan import plan
+
+    sym = copy.deepcopy(p)
+    sym["outputs"] = "@out"
+    sym["target"].update(pool=f"{DATA}/pool", test=f"{DATA}/test")
+    sym["experiment"].update(shots=[SHOTS], seeds=[SEED])
+    runs = plan(sym)
+    report = [r for r in runs if r.stage == "report"]
+    return [r for r in runs if not r.sweep and r.stage != "report"], [r for r in runs if r.sweep], report[0]
+
+
+def _configure(task, stage: str, label: str, gpu: bool, kubernetes: bool, cs: ClusterSettings, cache: bool = True):
     task.set_display_name(label)
-    task.set_caching_options(True)
+    task.set_caching_options(cache)
     if not kubernetes:
         return task
-    cpu_req, cpu_lim, mem_req, mem_lim = cs.resources[_KIND[stage]]
+    cpu_req, cpu_lim, mem_req, mem_lim = cs.resources[_KIND.get(stage, "light")]
     task.set_cpu_request(cpu_req).set_cpu_limit(cpu_lim).set_memory_request(mem_req).set_memory_limit(mem_lim)
     task.set_retry(num_retries=cs.retries, backoff_duration=cs.retry_backoff, backoff_factor=2.0,
                    backoff_max_duration="3600s")
@@ -112,118 +148,103 @@ def _configure(task, stage: str, label: str, gpu: bool, kubernetes: bool, cs: Cl
     return task
 
 
+def default_cells(p: dict) -> list[dict]:
+    from drtl.plan import cells
+
+    return [{"shots": k, "seed": s} for k, s in cells(p)]
+
+
 def build_pipeline(params: dict | None = None, gpu: bool = True, kubernetes: bool = True,
-                   settings: ClusterSettings | None = None):
-    """The pipeline function for ``params`` (a loaded ``params.yaml``; None = built-in defaults).
+                   settings: ClusterSettings | None = None, image: str = DEFAULT_IMAGE):
+    """The pipeline function for ``params`` (loaded params; None = built-in defaults).
 
     ``gpu``: request GPUs on the training tasks and train on ``cuda``; ``kubernetes``: emit the
-    Kubernetes-only settings (off for ``kfp.local``).
+    Kubernetes-only settings (off for ``kfp.local``); ``image``: the container image of every task.
     """
     from drtl.config import load_params
+    from drtl.stages import get_stage
 
     p = load_params(None) if params is None else params
     cs = settings or ClusterSettings()
-    shots = [int(k) for k in p["experiment"]["shots"]]
-    seeds = [int(s) for s in p["experiment"]["seeds"]]
-    methods = list(p["experiment"]["methods"])
-    ub_init = p["finetune"]["upper_bound_init"]
-    need_uniform = "pretrain" in methods or ("upper_bound" in methods and ub_init == "pretrain")
-    train_device = "cuda" if gpu else "cpu"
+    run_stage, start_tracking = stage_component(image), tracking_component(image)
+    before, per_cell, report_run = symbolic_plan(p)
     limit = {kind: _threads(r[1]) if kubernetes else None for kind, r in cs.resources.items()}
-    sec = {"data": _section(p), "synth": _section(p, "aux"), "report": _section(p),
-           "evaluate": _section(p, threads=limit["cpu"]),
-           "relation": _section(p, "relation", threads=limit["gpu"]),
-           "pretrain": _section(p, "arch", "pretrain", threads=limit["gpu"]),
-           "meta": _section(p, "arch", "meta", threads=limit["gpu"]),
-           "finetune": _section(p, "arch", "finetune", threads=limit["gpu"])}
-    shots_json, seeds_json = json.dumps(shots), json.dumps(seeds)
 
-    def conf(task, stage, label):
-        return _configure(task, stage, label, gpu, kubernetes, cs)
+    def device(stage):
+        if stage in GPU_STAGES:
+            return "cuda" if gpu else p["device"]
+        return "cpu" if kubernetes else p["device"]
+
+    sec = {s: stage_params(p, s, device(s), limit[_KIND[s]]) for s in _KIND}
+    sweep = default_cells(p)
+
+    def conf(task, stage, label, cache=True):
+        return _configure(task, stage, label, gpu, kubernetes, cs, cache)
 
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="Few-shot real-world SR by Distortion-Relation guided Transfer Learning (DRTL): "
-                              f"methods {', '.join(methods)}; shots {shots}; seeds {seeds}")
-    def few_shot_realsr(data: str = "sample", sample: str = "{}", mlflow_tracking_uri: str = "") -> Dataset:
-        prep = conf(prepare(params=sec["data"], source=data, sample=sample), "prepare", "prepare data")
-        dataset = prep.outputs["data"]
-        val = conf(validate(params=sec["data"], data=dataset), "validate", "validate data")
-        syn = conf(synthesize(params=sec["synth"], data=dataset), "synthesize", "synthesize auxiliary tasks")
-        syn.after(val)
-        rel = conf(relation(params=sec["relation"], shots=shots_json, seeds=seeds_json, data=dataset,
-                            synth=syn.outputs["synth"], device=train_device, tracking_uri=mlflow_tracking_uri),
-                   "relation", "relation graph")
-        synth_out, rel_out = syn.outputs["synth"], rel.outputs["relation"]
-        evals = {}
+                              f"methods {', '.join(p['experiment']['methods'])}; default sweep {sweep}")
+    def few_shot_realsr(data: str = "sample", sample: str = "{}", cells: list = sweep,
+                        mlflow_tracking_uri: str = "") -> Artifact:
+        parent = conf(start_tracking(tracking=json.dumps(p["tracking"], sort_keys=True),
+                                     tracking_uri=mlflow_tracking_uri), "tracking", "start tracking", cache=False)
+        track = {"tracking_uri": mlflow_tracking_uri, "parent_run_id": parent.output}
+        prep = conf(run_stage(stage="prepare", params=sec["prepare"], name="data", source=data, sample=sample,
+                              **track), "prepare", "prepare data")
+        dataset = prep.outputs["out"]
+        tasks: dict = {}
 
-        def run_eval(method, seed, model=None, k=None):
-            opt = {"model": model, "shots": k}  # optional inputs: passed only when set (kfp refuses None)
-            t = evaluate(params=sec["evaluate"], method=method, seed=seed, data=dataset, device="cpu",
-                         tracking_uri=mlflow_tracking_uri, **{n: v for n, v in opt.items() if v is not None})
-            evals[method] = conf(t, "evaluate", f"evaluate {method}")
+        def add(run, cell=None, after=True, **extra):
+            kw, links = {}, {}
+            for key, v in run.inputs.items():
+                if v is None:
+                    continue
+                if v in (SHOTS, SEED):
+                    kw[key] = cell.shots if v == SHOTS else cell.seed
+                elif isinstance(v, str) and v.startswith(DATA + "/"):
+                    links[key] = ["dataset", v[len(DATA) + 1:]]
+                elif isinstance(v, str) and any(v == tasks[d][1] or v.startswith(tasks[d][1] + "/") for d in run.deps):
+                    d = next(d for d in run.deps if v == tasks[d][1] or v.startswith(tasks[d][1] + "/"))
+                    kw[key] = tasks[d][0].outputs["out"]
+                    links[key] = [key, v[len(tasks[d][1]) + 1:]]
+                else:
+                    kw[key] = v
+            if any(slot == "dataset" for slot, _ in links.values()) or get_stage(run.stage).param_paths:
+                kw["dataset"] = dataset  # only tasks that read the data (a cluster downloads input artifacts)
+            t = run_stage(stage=run.stage, params=sec[run.stage], name=run.name, links=json.dumps(links),
+                          **kw, **extra, **track)
+            for d in run.deps if after else ():  # order without a data link (synthesize after validate)
+                t.after(tasks[d][0])
+            tasks[run.id] = (conf(t, run.stage, f"{run.stage} {run.name}"), run.out)
+            return t
 
-        def run_finetune(method, seed, k, init=None):
-            opt = {} if init is None else {"init": init}
-            t = finetune(params=sec["finetune"], method=method, shots=k, seed=seed, data=dataset,
-                         device=train_device, tracking_uri=mlflow_tracking_uri, **opt)
-            return conf(t, "finetune", f"finetune {method}")
-
-        with dsl.ParallelFor(seeds, name="seeds") as seed:
-            if "bicubic" in methods:
-                run_eval("bicubic", seed)
-            uniform = maml = None
-            if need_uniform:
-                uniform = conf(pretrain(params=sec["pretrain"], method="uniform", seed=seed, synth=synth_out,
-                                        relation=rel_out, device=train_device, tracking_uri=mlflow_tracking_uri),
-                               "pretrain", "pretrain uniform")
-            if "maml" in methods:
-                maml = conf(metatrain(params=sec["meta"], method="maml", seed=seed, synth=synth_out, relation=rel_out,
-                                      device=train_device, tracking_uri=mlflow_tracking_uri),
-                            "metatrain", "metatrain maml")
-            if "upper_bound" in methods:
-                init = uniform.outputs["model"] if ub_init == "pretrain" else None
-                ub = run_finetune("upper_bound", seed, shots[0], init)
-                run_eval("upper_bound", seed, ub.outputs["model"])
-            if any(m in methods for m in FEW_SHOT_METHODS):
-                with dsl.ParallelFor(shots, name="shots") as k:
-                    inits = {"scratch": None}
-                    if uniform is not None:
-                        inits["pretrain"] = uniform.outputs["model"]
-                    if maml is not None:
-                        inits["maml"] = maml.outputs["model"]
-                    if "drtl_pre" in methods:
-                        t = pretrain(params=sec["pretrain"], method="drtl", seed=seed, shots=k, synth=synth_out,
-                                     relation=rel_out, device=train_device, tracking_uri=mlflow_tracking_uri)
-                        inits["drtl_pre"] = conf(t, "pretrain", "pretrain drtl").outputs["model"]
-                    if "drtl_meta" in methods:
-                        t = metatrain(params=sec["meta"], method="drtl", seed=seed, shots=k, synth=synth_out,
-                                      relation=rel_out, device=train_device, tracking_uri=mlflow_tracking_uri)
-                        inits["drtl_meta"] = conf(t, "metatrain", "metatrain drtl").outputs["model"]
-                    for m in FEW_SHOT_METHODS:
-                        if m in methods:
-                            ft = run_finetune(m, seed, k, inits[m])
-                            run_eval(m, seed, ft.outputs["model"], k)
-
-        collected = {m: dsl.Collected(t.outputs["Output"]) for m, t in evals.items()}
-        rep = conf(report(params=sec["report"], shots=shots_json, tracking_uri=mlflow_tracking_uri, **collected),
-                   "report", "report")
-        return rep.outputs["results"]
+        for run in before:
+            add(run, cells=cells) if run.stage == "relation" else add(run)
+        last = None
+        with dsl.ParallelFor(cells, name="cells") as cell:
+            for run in per_cell:
+                if run.stage == "evaluate" and last is not None:
+                    last = add(run, cell, evals=last.outputs["Output"])
+                else:
+                    t = add(run, cell)
+                    last = t if run.stage == "evaluate" else last
+        rep = add(report_run, after=False, cells=cells, evals=dsl.Collected(last.outputs["Output"]), finish_parent=True)
+        return rep.outputs["out"]
 
     return few_shot_realsr
 
 
 def compile_pipeline(out: str, params: dict | None = None, gpu: bool = True, kubernetes: bool = True,
-                     settings: ClusterSettings | None = None) -> str:
+                     settings: ClusterSettings | None = None, image: str = DEFAULT_IMAGE) -> str:
     """Write the pipeline's IR YAML to ``out``; returns ``out``."""
     from kfp import compiler
 
-    compiler.Compiler().compile(build_pipeline(params, gpu, kubernetes, settings), package_path=str(out))
+    compiler.Compiler().compile(build_pipeline(params, gpu, kubernetes, settings, image), package_path=str(out))
     return str(out)
 
 
 def __getattr__(name: str):
-    """``few_shot_realsr``: the default pipeline (built-in params, GPU cluster settings), for tools
-    that import a pipeline object; built on first access (building takes a second or two)."""
+    """``few_shot_realsr``: the default pipeline (built-in params, GPU cluster settings), built on first access."""
     if name == "few_shot_realsr":
         globals()[name] = build_pipeline()
         return globals()[name]

@@ -11,6 +11,8 @@ group).
         --out docs/img/mlflow_ui.png
     python scripts/mlflow_ui_screenshot.py --demo /tmp/mlflow-demo --out /tmp/ui.png   # a made-up store
 
+(tests/test_mlflow_ui.py checks the same UI with assertions; this script is for a picture.)
+
 Needs Chromium (Debian: ``apt-get install -y chromium``); nothing else leaves the machine: the
 browser runs with networking features off and a fresh profile, the server binds loopback only.
 """
@@ -61,9 +63,10 @@ def start_server(uri: str, port: int, log_path: Path) -> subprocess.Popen:
     mlflow = Path(sys.executable).parent / "mlflow"
     cmd = [str(mlflow) if mlflow.exists() else "mlflow", "server", "--backend-store-uri", uri,
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     log = open(log_path, "wb")
     # own process group: stopping it by PID also stops the workers it forks
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -170,24 +173,18 @@ def screenshot(url: str, out: Path, width: int, height: int, wait_ms: int, chrom
 
 
 def make_demo_store(folder: Path) -> str:
-    """A small store shaped like a pipeline run (parent + stage children), for trying the script."""
+    """A small store shaped like a pipeline run (made-up run records logged with
+    drtl.tracking.log_records: a parent, its stage runs, the report's aggregate), for trying the script."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from drtl.tracking import Tracker
+    from drtl.records import find_records
+    from drtl.tracking import log_records
+    from drtl.tracking.demo import write_demo_records
 
     folder.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    t = Tracker(uri, "drtl", pipeline_id="demo0000pipeline",
-                parent_params={"experiment": {"shots": [1, 5], "seeds": [0]}, "relation": {"tau": 0.05}})
-    with t.run("synthesize", "synth", {"aux": {"tasks": None}}) as r:
-        r.log_metrics({"n_tasks": 29})
-    with t.run("relation", "relation", {"tau": 0.05}) as r:
-        r.log_metrics({"drn_train_accuracy": 0.48, "drn_val_accuracy": 0.40})
-    for i, m in enumerate(["scratch", "pretrain", "drtl_pre"]):
-        for k in (1, 5):
-            with t.run("finetune", f"{m}_k{k}_s0", {"method": m, "shots": k, "seed": 0}) as r:
-                r.log_history({"log": [{"step": s, "loss": 0.05 / s, "lr": 1e-4} for s in (1, 10, 20)]})
-            with t.run("evaluate", f"{m}_k{k}_s0", {"method": m, "shots": k, "seed": 0}) as r:
-                r.log_metrics({"psnr_y": 30.0 + 0.2 * i + 0.1 * k, "ssim_y": 0.85 + 0.01 * i})
+    uri = f"sqlite:///{folder.resolve() / 'mlflow.db'}"
+    write_demo_records(folder / "outputs", methods=("bicubic", "scratch", "pretrain", "drtl_pre", "upper_bound"),
+                       shots=(1, 5, 10), seeds=(0,))
+    log_records(find_records(folder / "outputs"), {"uri": uri, "experiment": "drtl"}, invocation={"command": "demo"})
     return uri
 
 

@@ -6,7 +6,7 @@ import torch
 from drtl.data.folder import build_manifest, load_pairs, modcrop, pair_paths, read_manifest
 from drtl.data.importers import import_dataset, parse_names
 from drtl.data.patches import PairSampler
-from drtl.data.splits import check_disjoint, few_shot_names
+from drtl.data.splits import few_shot_names
 from drtl.degradations.resize import imresize
 from drtl.errors import ConfigError, DataError
 from tests.conftest import rand_img, save
@@ -146,8 +146,6 @@ def test_few_shot_splits_nested_deterministic_disjoint():
     assert not {"011", "012"} & set(picked)
     with pytest.raises(DataError, match="only 10 pairs"):
         few_shot_names(pool, 11, seed=0)
-    with pytest.raises(DataError, match="share 1"):
-        check_disjoint(["a", "b"], ["b", "c"])
 
 
 # ---------------------------------------------------------------- patch sampler

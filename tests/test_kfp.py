@@ -1,8 +1,9 @@
-"""Kubeflow: the whole DAG under kfp.local, the compiled IR's cluster settings, submission.
+"""Kubeflow: the pipeline built from the plan, compiled IR, a local run with a run-time sweep, submission.
 
-The local run executes every component as a subprocess of this interpreter (SubprocessRunner,
-use_venv=False) on the tiny profile. Submission talks to a stand-in for the KFP API server (a
-127.0.0.1 HTTP server answering the four REST endpoints kfp.Client uses) or to a fake kfp.Client.
+The local run executes every task as a subprocess of this interpreter (kfp.local SubprocessRunner,
+use_venv=False) on the tiny profile (configs/tiny.yaml). Submission talks to a stand-in for the KFP
+API server (a 127.0.0.1 HTTP server answering the REST endpoints kfp.Client uses) or to a fake
+kfp.Client. The parity of results.csv with `drtl experiment` is tests/test_parity.py.
 """
 
 import ast
@@ -17,10 +18,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from drtl.config import METHODS
+from drtl.methods import METHODS, SOURCES
 
 REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "tiny.yaml"
 GPU_STAGES = ("relation", "pretrain", "metatrain", "finetune")
+IMAGE = "registry.example.org/drtl/drtl@sha256:0123"
 
 
 def _cli(argv):
@@ -31,20 +34,8 @@ def _cli(argv):
 
 def _load_ir(path: Path):
     docs = list(yaml.safe_load_all(path.read_text()))
-    spec = docs[0]
     platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"] if len(docs) > 1 else {}
-    return spec, platform
-
-
-def _executor_stage(spec: dict, name: str) -> str:
-    """'exec-finetune-3' -> 'finetune' (the component's function name)."""
-    return spec["deploymentSpec"]["executors"][name]["container"]["args"][-1]
-
-
-def _task_stage(spec: dict, task: dict) -> str | None:
-    """The stage a task runs (None for a loop / sub-DAG task)."""
-    comp = spec["components"][task["componentRef"]["name"]]
-    return _executor_stage(spec, comp["executorLabel"]) if "executorLabel" in comp else None
+    return docs[0], platform
 
 
 def _all_tasks(spec: dict):
@@ -55,135 +46,141 @@ def _all_tasks(spec: dict):
             yield cname, n, t
 
 
-# ------------------------------------------------------------------------------------ local run
-@pytest.mark.slow
-def test_kfp_local_run_end_to_end_tiny(tmp_path, capsys):
-    """`drtl kfp run --local` on the tiny profile: every method in results.csv, the same numbers as
-    `drtl experiment` (the same stage functions, runs and inits), and a rerun served by the cache."""
-    out = tmp_path / "run"
-    assert _cli(["kfp", "run", "--local", "--out", str(out)]) == 0
-    msg = capsys.readouterr().out.strip().splitlines()[-1]
-    assert "tiny profile" in msg and str(out / "results.csv") in msg
-    df = pd.read_csv(out / "results.csv")
-    assert list(df.columns) == ["method", "shots", "seed", "psnr_y", "ssim_y"]
-    assert sorted(set(df.method)) == sorted(METHODS)
-    assert len(df) == len(METHODS) * 2 and set(df.shots) == {1, 2} and set(df.seed) == {0}
-    assert (df.psnr_y > 15).all() and ((df.ssim_y > 0) & (df.ssim_y <= 1)).all()
-    for f in ("aggregate.csv", "results.md", "psnr_vs_shots.png", "metrics.json"):
-        assert (out / "reports" / f).is_file(), f
-    arts = out / "kfp"
-    assert list(arts.rglob("relation/relation/graphs/k2_s0/graph.graphml"))
-    assert len(list(arts.rglob("finetune*/model/model.pt"))) == 5 * 2 + 1  # 5 few-shot methods x 2 K + upper bound
+def _const(task: dict, name: str):
+    return task["inputs"]["parameters"].get(name, {}).get("runtimeValue", {}).get("constant")
 
-    # the DAG computes exactly what the in-process orchestrator computes for the same params
-    from drtl.data.sample import make_sample
-    from drtl.stages.experiment import run_experiment
-    from pipelines.profiles import TINY_SAMPLE, tiny_params
 
-    data = tmp_path / "sample"
-    make_sample(data, scale=2, **TINY_SAMPLE)
-    run_experiment(tiny_params([f"outputs={tmp_path / 'exp'}", f"target.pool={data / 'pool'}",
-                                f"target.test={data / 'test'}", f"aux.hr=[{data / 'aux_hr'}]"]), echo=lambda *a: None)
-    assert (tmp_path / "exp" / "reports" / "results.csv").read_bytes() == (out / "results.csv").read_bytes()
-
-    # a rerun with nothing changed executes no task (kfp.local cache) and reports the same table
-    executed = len(list(arts.rglob("executor_output.json")))
-    assert _cli(["kfp", "run", "--local", "--out", str(out)]) == 0
-    assert len(list(arts.rglob("executor_output.json"))) == executed
-    assert pd.read_csv(out / "results.csv").equals(df)
+def _stage_tasks(spec: dict):
+    """(task name, stage, task spec, executor label) of every stage task."""
+    for _, name, t in _all_tasks(spec):
+        stage = _const(t, "stage") if "inputs" in t else None
+        if stage:
+            yield name, stage, t, spec["components"][t["componentRef"]["name"]]["executorLabel"]
 
 
 # ------------------------------------------------------------------------------- compiled IR YAML
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     d = tmp_path_factory.mktemp("ir")
-    params = d / "params.yaml"
-    params.write_text("experiment: {shots: [1, 5, 10], seeds: [0, 1]}\n")
     paths = {}
     for name, flags in {"gpu": [], "nogpu": ["--no-gpu"], "local": ["--no-gpu", "--no-k8s"]}.items():
         paths[name] = d / f"{name}.yaml"
-        assert _cli(["kfp", "compile", "--params", str(params), "--out", str(paths[name]), *flags]) == 0
+        assert _cli(["compile", "--params", str(TINY), "--image", IMAGE, "--out", str(paths[name]), *flags]) == 0
     return {k: _load_ir(v) for k, v in paths.items()}
 
 
-def test_compiled_ir_gpu_settings_on_training_tasks(compiled):
-    from components import DRTL_IMAGE
+def test_compiled_cells_is_a_runtime_parameter_with_its_default(compiled):
+    spec, _ = compiled["gpu"]
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert set(params) == {"data", "sample", "cells", "mlflow_tracking_uri"}
+    assert params["cells"]["parameterType"] == "LIST"
+    # configs/tiny.yaml: shots [1, 2] x seeds [0] (the IR stores numbers as floats)
+    assert [{k: int(v) for k, v in c.items()} for c in params["cells"]["defaultValue"]] == [
+        {"shots": 1, "seed": 0}, {"shots": 2, "seed": 0}]
+    assert params["data"]["defaultValue"] == "sample" and params["mlflow_tracking_uri"]["defaultValue"] == ""
+    # ONE loop, over the pipeline parameter (no nested ParallelFor: kfp.local bug)
+    loops = [t for _, _, t in _all_tasks(spec) if "parameterIterator" in t]
+    assert len(loops) == 1
+    assert loops[0]["parameterIterator"]["items"]["inputParameter"].endswith("cells")
 
+
+def test_compiled_dag_follows_the_plan(compiled):
+    spec, _ = compiled["local"]
+    stages = [s for _, s, _, _ in _stage_tasks(spec)]
+    names = {_const(t, "name") for _, _, t, _ in _stage_tasks(spec)}
+    # before the loop: prepare, validate, synthesize, relation; in a cell: 4 sources, 6 fine-tunings,
+    # 7 evaluations (chained); then the report
+    assert sorted(set(stages)) == sorted(["prepare", "validate", "synthesize", "relation", "pretrain", "metatrain",
+                                          "finetune", "evaluate", "report"])
+    assert stages.count("evaluate") == len(METHODS) and stages.count("finetune") == len(METHODS) - 1
+    assert stages.count("pretrain") + stages.count("metatrain") == len(SOURCES)
+    assert {"drtl_pre_k{shots}_s{seed}", "upper_bound_s{seed}", "bicubic_s{seed}", "uniform_s{seed}",
+            "drtl_k{shots}_s{seed}"} <= names
+    # relation and report follow the run-time cells
+    for _, stage, t, _ in _stage_tasks(spec):
+        if stage in ("relation", "report"):
+            assert t["inputs"]["parameters"]["cells"]["componentInputParameter"] == "cells"
+    # each task gets only the params its stage reads (the cache re-runs exactly what a change touches)
+    from drtl.stages import get_stage
+
+    for _, stage, t, _ in _stage_tasks(spec):
+        p = json.loads(_const(t, "params"))
+        tops = {k.split(".")[0] for k in (*get_stage(stage).reads, *get_stage(stage).param_paths)}
+        assert set(p) - {"device", "threads", "tracking"} == tops - {"device"}, stage
+
+
+def test_no_method_names_outside_the_registry():
+    """The pipeline and components are built from drtl.methods / drtl.plan: no method or source name
+    appears as a string literal in them."""
+    names = set(METHODS) | {s.key for s in SOURCES.values()} | {s.variant for s in SOURCES.values()}
+    from drtl.stages import STAGES
+
+    names -= {"drtl", *STAGES}  # also the project's name and stage names ('pretrain')
+    for path in [*(REPO / "pipelines").glob("*.py"), *(REPO / "components").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert node.value not in names, f"{path.name}: {node.value!r}"
+
+
+def test_compiled_ir_image_gpu_and_cluster_settings(compiled):
     spec, platform = compiled["gpu"]
     executors = spec["deploymentSpec"]["executors"]
+    assert {ex["container"]["image"] for ex in executors.values()} == {IMAGE}
+    assert not any("pip install" in part for ex in executors.values() for part in ex["container"]["command"])
     seen = set()
-    for name, ex in executors.items():
-        stage, c = _executor_stage(spec, name), ex["container"]
+    for name, stage, t, label in _stage_tasks(spec):
         seen.add(stage)
-        assert c["image"] == DRTL_IMAGE
-        assert not any("pip install" in part for part in c["command"]), "the image carries kfp; no run-time pip"
-        res = c["resources"]
-        assert res["resourceCpuRequest"] and res["resourceCpuLimit"] and res["resourceMemoryRequest"] \
-            and res["resourceMemoryLimit"], name
-        k8s = platform[name]
-        secret = k8s["secretAsEnv"][0]
-        assert secret["secretName"] == "drtl-s3"
-        assert {e["envVar"] for e in secret["keyToEnv"]} >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+        res, k8s = executors[label]["container"]["resources"], platform[label]
+        assert res["resourceCpuLimit"] and res["resourceMemoryLimit"], name
+        assert k8s["secretAsEnv"][0]["secretName"] == "drtl-s3"
+        assert t["retryPolicy"]["maxRetryCount"] == 2 and t["cachingOptions"]["enableCache"] is True, name
+        device = json.loads(_const(t, "params")).get("device")
         if stage in GPU_STAGES:
-            assert res["accelerator"]["resourceType"] == "nvidia.com/gpu" and res["accelerator"]["resourceCount"] == "1"
+            assert res["accelerator"]["resourceType"] == "nvidia.com/gpu", name
             assert k8s["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
-            assert k8s["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-        else:
-            assert "accelerator" not in res and "nodeSelector" not in k8s and "tolerations" not in k8s, name
-    assert seen == {"prepare", "validate", "synthesize", "relation", "pretrain", "metatrain", "finetune", "evaluate",
-                    "report"}
-    # training tasks get device=cuda, evaluation stays on cpu; every task retries and caches
-    n_tasks = 0
-    for _, name, t in _all_tasks(spec):
-        stage = _task_stage(spec, t)
-        if stage is None:
-            continue
-        n_tasks += 1
-        assert t["retryPolicy"]["maxRetryCount"] == 2 and t["retryPolicy"]["backoffDuration"] == "60s", name
-        assert t["cachingOptions"]["enableCache"] is True, name
-        device = t["inputs"]["parameters"].get("device", {}).get("runtimeValue", {}).get("constant")
-        if stage in GPU_STAGES:
             assert device == "cuda", name
-        elif stage == "evaluate":
-            assert device == "cpu", name
-    assert n_tasks == 4 + 5 + (2 + 5 * 2) + 1  # data, per seed, per (seed, K), report: DAG nodes, not runs
-
-
-def test_compiled_ir_dag_shape_and_parameters(compiled):
-    spec, _ = compiled["gpu"]
-    assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"data", "sample", "mlflow_tracking_uri"}
-    loops = {json.loads(t["parameterIterator"]["items"]["raw"]) == [0, 1] and "seeds" or
-             json.loads(t["parameterIterator"]["items"]["raw"]) == [1, 5, 10] and "shots"
-             for _, _, t in _all_tasks(spec) if "parameterIterator" in t}
-    assert loops == {"seeds", "shots"}
-    # the report collects every method's evaluations (dsl.Collected over the loops)
-    rep = spec["root"]["dag"]["tasks"]["report"]
-    assert set(rep["inputs"]["parameters"]) >= set(METHODS)
-    # each stage gets only its params sections (so the cache re-runs exactly what a change touches)
-    expected = {"prepare": {"target"}, "validate": {"target"}, "synthesize": {"target", "aux"},
-                "relation": {"target", "relation"}, "pretrain": {"target", "arch", "pretrain"},
-                "metatrain": {"target", "arch", "meta"}, "finetune": {"target", "arch", "finetune"},
-                "evaluate": {"target"}, "report": {"target"}}
-    torch_threads = {"relation": 8, "pretrain": 8, "metatrain": 8, "finetune": 8, "evaluate": 8}  # = CPU limits
-    for _, name, t in _all_tasks(spec):
-        stage = _task_stage(spec, t)
-        if stage is not None:
-            p = json.loads(t["inputs"]["parameters"]["params"]["runtimeValue"]["constant"])
-            assert set(p) - {"threads"} == expected[stage], name
-            if "threads" in p and stage in torch_threads:
-                assert p["threads"] == torch_threads[stage], name
-
-
-def test_compiled_ir_without_gpu_or_kubernetes(compiled):
-    spec, platform = compiled["nogpu"]
-    for name, ex in spec["deploymentSpec"]["executors"].items():
-        assert "accelerator" not in ex["container"].get("resources", {}), name
-        assert "nodeSelector" not in platform[name] and platform[name]["secretAsEnv"], name
+        else:
+            assert "accelerator" not in res and "nodeSelector" not in k8s, name
+    assert seen >= set(GPU_STAGES) | {"prepare", "evaluate", "report"}
     spec, platform = compiled["local"]
     assert platform == {}
-    for name, ex in spec["deploymentSpec"]["executors"].items():
-        assert "resources" not in ex["container"], name
+    assert not any("resources" in ex["container"] for ex in spec["deploymentSpec"]["executors"].values())
     assert not any("retryPolicy" in t for _, _, t in _all_tasks(spec))
+
+
+def test_component_signature_covers_every_stage_input():
+    """The generic component takes every str / int input of every stage and an artifact slot for
+    every path input the plan links."""
+    from components import ARTIFACT_SLOTS, stage_component
+    from drtl.stages import STAGES
+
+    inputs = set(stage_component().component_spec.inputs)
+    for st in STAGES.values():
+        for a in st.args:
+            if a.kind in ("str", "int") and a.name not in ("scale", "device", "tile"):  # from params
+                assert a.name in inputs, (st.name, a.name)
+    assert set(ARTIFACT_SLOTS) <= inputs and "evals" in inputs and "cells" in inputs
+    src = stage_component().component_spec.implementation.container.command[-1]
+    assert "from drtl.runner import execute" in src and "from components" not in src and "pipelines" not in src
+
+
+# ------------------------------------------------------------------------------------ local run
+@pytest.mark.slow
+def test_local_run_with_a_runtime_sweep(tmp_path, capsys):
+    """`drtl-kfp run --local` with cells different from the compiled default (tiny.yaml: K in {1, 2})
+    reports exactly those cells."""
+    from tests.test_parity import sample_data_dir
+
+    out = tmp_path / "run"
+    assert _cli(["run", "--local", "--params", str(TINY), "--data", str(sample_data_dir(tmp_path)),
+                 "--cells", '[{"shots": 1, "seed": 0}]', "--out", str(out)]) == 0
+    assert str(out / "results.csv") in capsys.readouterr().out
+    df = pd.read_csv(out / "results.csv")
+    assert list(df.columns) == ["method", "shots", "seed", "psnr_y", "ssim_y"]
+    assert list(df.method) == list(METHODS) and set(df.shots) == {1} and set(df.seed) == {0}
+    assert (df.psnr_y > 15).all() and ((df.ssim_y > 0) & (df.ssim_y <= 1)).all()
+    for f in ("aggregate.csv", "results.md", "psnr_vs_shots.png", "run.json"):
+        assert (out / "reports" / f).is_file(), f
 
 
 # -------------------------------------------------------------------------------------- submission
@@ -237,9 +234,9 @@ def test_submit_creates_run_in_named_experiment(kfp_api, tmp_path, capsys, monke
     host, calls = kfp_api
     monkeypatch.setenv("HOME", str(tmp_path))  # kfp.Client reads ~/.config/kfp/context.json
     monkeypatch.chdir(tmp_path)
-    assert _cli(["kfp", "submit", "--host", host, "--experiment", "drtl-city100", "--run-name", "k5-sweep",
+    assert _cli(["submit", "--host", host, "--experiment", "drtl-city100", "--run-name", "k5-sweep",
                  "--data", "s3://bucket/datasets/city100/v1", "--mlflow-uri", "http://mlflow:5000",
-                 "-S", "experiment.shots=[1, 5]"]) == 0
+                 "-S", "experiment.shots=[1, 5]", "--cells", '[{"shots": 5, "seed": 1}]']) == 0
     assert "run-42" in capsys.readouterr().out
     posts = [(p, b) for m, p, b in calls if m == "POST"]
     assert [p for p, _ in posts] == ["/apis/v2beta1/experiments", "/apis/v2beta1/runs"]
@@ -247,7 +244,8 @@ def test_submit_creates_run_in_named_experiment(kfp_api, tmp_path, capsys, monke
     run = posts[1][1]
     assert run["display_name"] == "k5-sweep" and run["experiment_id"] == "exp-1"
     assert run["runtime_config"]["parameters"] == {"data": "s3://bucket/datasets/city100/v1", "sample": "{}",
-                                                   "mlflow_tracking_uri": "http://mlflow:5000"}
+                                                   "mlflow_tracking_uri": "http://mlflow:5000",
+                                                   "cells": [{"shots": 5, "seed": 1}]}
     assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "drtl-few-shot-realsr"
     k8s = run["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert all(e["secretAsEnv"][0]["secretName"] == "drtl-s3" for e in k8s.values())
@@ -270,8 +268,8 @@ def test_submit_with_fake_client_and_errors(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(kfp, "Client", FakeClient)
     monkeypatch.chdir(tmp_path)  # no ./params.yaml: the built-in defaults
     pkg = tmp_path / "p.yaml"
-    assert _cli(["kfp", "compile", "--out", str(pkg), "--no-gpu"]) == 0
-    assert _cli(["kfp", "submit", "--host", "https://kfp.example.org", "--package", str(pkg),
+    assert _cli(["compile", "--out", str(pkg), "--no-gpu"]) == 0
+    assert _cli(["submit", "--host", "https://kfp.example.org", "--package", str(pkg),
                  "--experiment", "e1", "--namespace", "team-sr", "--no-cache"]) == 0
     assert recorded["host"] == "https://kfp.example.org" and recorded["init"] == {"namespace": "team-sr"}
     assert recorded["kw"]["experiment_name"] == "e1" and recorded["kw"]["enable_caching"] is False
@@ -284,34 +282,69 @@ def test_submit_with_fake_client_and_errors(tmp_path, monkeypatch, capsys):
             raise ConnectionRefusedError("[Errno 111] Connection refused")
 
     monkeypatch.setattr(kfp, "Client", Down)
-    assert _cli(["kfp", "submit", "--host", "http://127.0.0.1:9", "--package", str(pkg)]) == 2
+    assert _cli(["submit", "--host", "http://127.0.0.1:9", "--package", str(pkg)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("drtl: error: submitting to http://127.0.0.1:9 failed") and "\n" not in err
-    assert _cli(["kfp", "submit", "--host", "kfp.example.org", "--package", str(pkg)]) == 2
-    assert _cli(["kfp", "submit", "--host", "http://x", "--package", str(tmp_path / "absent.yaml")]) == 2
-    assert _cli(["kfp", "run", "--out", str(tmp_path / "o")]) == 2  # `run` needs --local
+    assert err.startswith("drtl-kfp: error: submitting to http://127.0.0.1:9 failed") and "\n" not in err
+    assert _cli(["submit", "--host", "kfp.example.org", "--package", str(pkg)]) == 2
+    assert _cli(["submit", "--host", "http://x", "--package", str(tmp_path / "absent.yaml")]) == 2
+    assert _cli(["run", "--out", str(tmp_path / "o")]) == 2  # `run` needs --local
     assert "--local" in capsys.readouterr().err
+    assert _cli(["run", "--local", "--cells", '[{"shots": 1}]', "--out", str(tmp_path / "o")]) == 2
+    assert "--cells" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------- layering
 def test_kfp_import_is_lazy_and_library_never_imports_kfp():
-    code = ("import argparse, sys; from pipelines.cli import add_kfp_parser; p = argparse.ArgumentParser(); "
-            "add_kfp_parser(p.add_subparsers()); import drtl.cli, drtl.stages.experiment; "
+    code = ("import sys; from pipelines.cli import build_parser; build_parser().parse_args(['compile']); "
+            "import drtl.cli, drtl.plan, drtl.runner; "
             "assert not [m for m in sys.modules if m == 'kfp' or m.startswith('kfp.')], 'kfp imported'")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
     for path in (REPO / "drtl").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            assert not any(n == "kfp" or n.startswith("kfp.") for n in names), f"{path} imports kfp"
+            assert not any(n == "kfp" or n.startswith("kfp.") or n.startswith("pipelines") for n in names), path
 
 
-def test_components_are_thin_wrappers_of_drtl():
-    """Each component's shipped source imports drtl inside its body and nothing from this repo's
-    components/pipelines packages (the image carries only drtl)."""
-    from components import STAGE_COMPONENTS
+# ------------------------------------------------------------------------ the component body, in-process
+def test_component_body_dedups_evals_and_logs_the_record(tmp_path):
+    """The body of the generic component, called as a function, tracking into a real SQLite MLflow
+    store the Kubeflow way: a parent from start_parent, a child per task's record under it, the
+    report onto the parent, which it finishes. The report gets one evaluation per (method, shots,
+    seed), K-independent ones expanded over the cells' shots."""
+    from kfp.dsl import Artifact
+    from mlflow import MlflowClient
 
-    for name, comp in STAGE_COMPONENTS.items():
-        src = comp.component_spec.implementation.container.command[-1]
-        assert "from drtl." in src, name
-        assert "from components" not in src and "import pipelines" not in src, name
+    from components.stage import run_stage
+    from drtl.config import load_params
+    from drtl.tracking import start_parent
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    p = load_params(TINY)
+    tracking = {**p["tracking"], "uri": uri, "enabled": True}
+    parent = start_parent(tracking, {"orchestrator": "kubeflow"})
+
+    def ev(method, shots, seed, psnr):
+        return json.dumps({"method": method, "shots": shots, "seed": seed, "psnr_y": psnr, "ssim_y": 0.5})
+
+    per_cell = [[ev("bicubic", None, 0, 30.0), ev("scratch", 1, 0, 31.0)],
+                [ev("bicubic", None, 0, 30.0), ev("scratch", 2, 0, 32.0)]]
+    from tests.test_parity import sample_data_dir
+
+    sample = sample_data_dir(tmp_path)
+    run_stage(stage="evaluate", params=json.dumps({**p, "target": {**p["target"], "test": str(sample / "test")}}),
+              out=Artifact(uri=str(tmp_path / "ev")), name="bicubic_s0", method="bicubic", seed=0,
+              tracking_uri=uri, parent_run_id=parent)
+    out = Artifact(uri=str(tmp_path / "report"))
+    run_stage(stage="report", params=json.dumps(p), out=out, name="report",
+              cells=[{"shots": 1, "seed": 0}, {"shots": 2, "seed": 0}], evals=per_cell,
+              tracking_uri=uri, parent_run_id=parent, finish_parent=True)
+    df = pd.read_csv(tmp_path / "report" / "results.csv")
+    assert [tuple(r) for r in df[["method", "shots", "seed"]].itertuples(index=False)] == [
+        ("bicubic", 1, 0), ("bicubic", 2, 0), ("scratch", 1, 0), ("scratch", 2, 0)]
+    client = MlflowClient(uri)
+    top = client.get_run(parent)
+    assert top.info.status == "FINISHED" and any(k.startswith("psnr_y_vs_k/") for k in top.data.metrics)
+    exp = client.get_experiment_by_name(tracking["experiment"])
+    kids = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+    assert [r.data.params.get("method") for r in kids] == ["bicubic"] and "psnr_y" in kids[0].data.metrics

@@ -7,7 +7,7 @@ import torch
 
 from drtl.archs import build_arch
 from drtl.errors import ConfigError, ModelError
-from drtl.modelio import load_model, model_info, resolve_device, save_model
+from drtl.modelio import load_model, model_info, save_model
 
 RECIPE = {
     "method": "drtl_pre",
@@ -183,14 +183,6 @@ def test_model_info(saved):
     json.dumps(info)  # displayable
 
 
-def test_devices():
-    assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(ConfigError, match="unknown device"):
-        resolve_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="CUDA is not available"):
-            resolve_device("cuda")
 
 
 def test_load_from_bytes_buffer_is_plain(saved):

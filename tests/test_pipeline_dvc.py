@@ -21,11 +21,11 @@ import pytest
 import yaml
 
 from drtl.config import DEFAULTS, load_params
+from drtl.methods import METHOD_NAMES as METHODS
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DVC = BIN / "dvc"
-METHODS = ["bicubic", "scratch", "pretrain", "maml", "drtl_pre", "drtl_meta", "upper_bound"]
 
 TINY = {
     "aux": {"tasks": ["clean_bicubic", "iso_blur_s2.4", "gauss_noise30", "jpeg_q30"]},
@@ -35,6 +35,7 @@ TINY = {
     "finetune": {"iterations": 3, "lr_patch": 16, "batch": 4},
     "experiment": {"shots": [1], "seeds": [0]},
     "threads": 1,
+    "tracking": {"enabled": True, "experiment": "drtl-dvc-test"},
 }
 
 
@@ -47,10 +48,15 @@ def _deep_update(d: dict, over: dict) -> dict:
     return d
 
 
-def make_copy(dest: Path, tiny: bool = True) -> Path:
+def make_copy(dest: Path, tiny: bool = True, params_file: Path | None = None) -> Path:
+    """A git repository at ``dest`` with the pipeline files; params.yaml = ``params_file`` when
+    given, else the repository's (with the TINY overlay when ``tiny``)."""
     dest.mkdir(parents=True)
     for name in ("dvc.yaml", "params.yaml", "data.dvc", ".dvcignore"):
         shutil.copy2(REPO / name, dest / name)
+    if params_file is not None:
+        shutil.copy2(params_file, dest / "params.yaml")
+        tiny = False
     shutil.copytree(REPO / "dvc-remote", dest / "dvc-remote")
     (dest / ".dvc").mkdir()
     for name in ("config", ".gitignore"):
@@ -128,6 +134,29 @@ def test_params_files_mirror_defaults():
     assert remote < 4 * 2**20, f"the committed DVC remote grew to {remote / 2**20:.1f} MiB"
 
 
+def test_committed_dvc_yaml_is_the_plan_and_deps_are_derived():
+    """dvc.yaml is generated from the plan (`drtl dvc check`), and each stage depends on the code it
+    really runs: the files hand-written lists used to miss are there."""
+    from drtl.orchestrate import dvcgen
+
+    params = load_params(REPO / "params.yaml")
+    dvcgen.check(params, REPO / "dvc.yaml")
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert "drtl/stages/relation.py" in stages["relation"]["deps"]
+    assert "drtl/stages/synthesize.py" in stages["synthesize"]["deps"]
+    for st in ("finetune_scratch", "evaluate_drtl_pre", "relation"):
+        assert {"drtl/data/folder.py", "drtl/io.py"} <= set(stages[st]["deps"]), st
+    assert not any(d.startswith(("drtl/cli.py", "components", "pipelines")) for st in stages.values()
+                   for d in st.get("deps", []))
+    # one stage group per method of the params (methods come from the registry, not a hand list)
+    assert {f"evaluate_{m}" for m in params["experiment"]["methods"]} <= set(stages)
+    # a stale file is refused
+    bad = json.loads(json.dumps(params))
+    bad["experiment"]["methods"] = ["bicubic", "scratch"]
+    with pytest.raises(Exception, match="differs from the plan"):
+        dvcgen.check(bad, REPO / "dvc.yaml")
+
+
 @needs_dvc
 @pytest.mark.slow
 def test_dvc_repro_end_to_end(tmp_path):
@@ -142,28 +171,31 @@ def test_dvc_repro_end_to_end(tmp_path):
                  ("relation", "pretrain_drtl@1-0"), ("relation", "metatrain_drtl@1-0"),
                  ("pretrain_uniform@0", "finetune_pretrain@1-0"), ("metatrain_maml@0", "finetune_maml@1-0"),
                  ("pretrain_drtl@1-0", "finetune_drtl_pre@1-0"), ("metatrain_drtl@1-0", "finetune_drtl_meta@1-0"),
-                 ("finetune_drtl_pre@1-0", "evaluate@drtl_pre-1-0"), ("evaluate@drtl_pre-1-0", "report"),
-                 ("evaluate_bicubic@0", "report"), ("evaluate_upper_bound@0", "report")]:
+                 ("finetune_drtl_pre@1-0", "evaluate_drtl_pre@1-0"), ("evaluate_drtl_pre@1-0", "report"),
+                 ("evaluate_bicubic@0", "report"), ("evaluate_upper_bound@0", "report"), ("report", "track")]:
         assert re.search(rf'"{re.escape(a)}"\s*->\s*"{re.escape(b)}"', dag), f"no edge {a} -> {b}"
     assert not re.search(r'"relation"\s*->\s*"pretrain_uniform@0"', dag)  # uniform ignores the relations
 
     first = dvc(root, "repro")
     stages = ran(first)
-    assert {"validate", "synthesize", "relation", "pretrain_uniform@0", "metatrain_maml@0", "report",
-            "finetune_upper_bound@0", "evaluate_bicubic@0", "evaluate@drtl_meta-1-0"} <= stages
-    assert len(stages) == 21, sorted(stages)
+    assert {"validate", "synthesize", "relation", "pretrain_uniform@0", "metatrain_maml@0", "report", "track",
+            "finetune_upper_bound@0", "evaluate_bicubic@0", "evaluate_drtl_meta@1-0"} <= stages
+    assert len(stages) == 22, sorted(stages)
     df = pd.read_csv(root / "reports" / "results.csv")
     assert list(df.columns) == ["method", "shots", "seed", "psnr_y", "ssim_y"]
     assert sorted(set(df.method)) == sorted(METHODS)
-    assert (df[~df.method.isin(["bicubic", "upper_bound"])].shots == 1).all()
-    # K-independent methods: evaluated once per seed (shots null); the report repeats them for every K
-    assert set(df[df.method.isin(["bicubic", "upper_bound"])].shots) == {1}
-    assert df.psnr_y.between(15, 60).all() and df.ssim_y.between(0, 1).all()
+    assert (df.shots == 1).all()  # K-independent rows (evaluated once per seed) are repeated for K = 1
+    bic = float(df[df.method == "bicubic"].psnr_y.iloc[0])
+    assert (abs(df.psnr_y - bic) < 1.0).all() and df.ssim_y.between(0, 1).all()  # against the same run's bicubic
     metrics = json.loads((root / "reports" / "metrics.json").read_text())
     assert set(metrics["drtl_pre"]["k1"]["psnr_y"]) == {"mean", "std", "n"} and "ssim_y" in metrics["drtl_pre"]["k1"]
     assert (root / "reports" / "psnr_vs_shots.png").read_bytes()[:4] == b"\x89PNG"
     assert (root / "outputs" / "relation" / "graphs" / "k1_s0" / "weights.png").is_file()
-    assert json.loads((root / "reports" / "validation.json").read_text())["success"] is True
+    assert json.loads((root / "outputs" / "validate" / "pool.json").read_text())["success"] is True
+    rec = json.loads((root / "outputs" / "finetune" / "drtl_pre_k1_s0" / "run.json").read_text())
+    assert rec["identity"] == {"method": "drtl_pre", "shots": 1, "seed": 0} and "final_loss" in rec["metrics"]
+    assert rec["provenance"]["git_commit"] != "unknown"
+    _check_tracked(root)
 
     # nothing changed: nothing runs
     again = dvc(root, "repro")
@@ -183,13 +215,29 @@ def test_dvc_repro_end_to_end(tmp_path):
     exp = dvc(root, "exp", "run", "-S", "finetune.iterations=4")
     redone = ran(exp)
     assert redone, exp.stdout[-3000:]
-    assert all(s.startswith(("finetune_", "evaluate@", "evaluate_upper_bound@", "report")) for s in redone), redone
+    assert all(s.startswith(("finetune_", "evaluate_", "report", "track")) for s in redone), redone
     assert {f"finetune_{m}@1-0" for m in ("scratch", "pretrain", "maml", "drtl_pre", "drtl_meta")} <= redone
-    assert {"report", "evaluate@scratch-1-0", "finetune_upper_bound@0"} <= redone
+    assert {"report", "evaluate_scratch@1-0", "finetune_upper_bound@0"} <= redone
     assert not redone & {"validate", "synthesize", "relation", "pretrain_uniform@0", "pretrain_drtl@1-0",
                          "metatrain_maml@0", "metatrain_drtl@1-0", "evaluate_bicubic@0"}
     shown = json.dumps(json.loads(dvc(root, "exp", "show", "--json").stdout))
     assert '"iterations": 4' in shown and '"drtl_pre": {"k1": {"psnr_y": {"mean": ' in shown
+
+
+def _check_tracked(root: Path) -> None:
+    """The `track` stage logged one parent run with a child per stage run (MLflow, SQLite store)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(TINY["tracking"]["experiment"])
+    assert exp is not None, "no MLflow experiment: the track stage did not log"
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("drtl.role") == "pipeline"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert len(parents) == 1, [r.info.run_name for r in runs]
+    assert len(children) == 21  # every stage run but the report (logged onto the parent)
+    ev = [r for r in children if r.data.params.get("stage") == "evaluate" and r.data.params.get("method") == "drtl_pre"]
+    assert ev and "psnr_y" in ev[0].data.metrics and "seed" not in ev[0].data.metrics
 
 
 @needs_dvc
@@ -206,4 +254,4 @@ def test_failed_validation_stops_the_pipeline(tmp_path):
     assert "failed to reproduce 'validate'" in text
     assert "lr_decodes" in text and lr.name in text  # the failing expectation and the file
     assert ran(out) == {"validate"}
-    assert not (root / "outputs").exists()  # no synthesis, no training
+    assert not (root / "outputs" / "synth").exists()  # no synthesis, no training

@@ -46,7 +46,7 @@ def _state(path: Path) -> dict:
 
 
 def test_sigkill_then_resume_is_bit_identical(pool, tmp_path):
-    from drtl.train.common import load_checkpoint
+    from drtl.train import load_checkpoint
 
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     # cwd = tmp_path: no ./params.yaml there, so both runs use the built-in defaults + the -S overrides

@@ -184,7 +184,7 @@ def test_failed_download_leaves_existing_folder(tmp_path, rng, cfg, bucket, monk
     (dest / "HR" / "keep.png").write_bytes(b"keep me")
     before = tree_hashes(dest)
 
-    real_get, calls = storage._get, []
+    real_get, calls = storage.transfer._get, []
 
     def flaky_get(client, bkt, key, target, c):
         calls.append(key)
@@ -192,7 +192,7 @@ def test_failed_download_leaves_existing_folder(tmp_path, rng, cfg, bucket, monk
             raise storage.StorageError(f"s3://{bkt}/{key}: simulated failure")
         return real_get(client, bkt, key, target, c)
 
-    monkeypatch.setattr(storage, "_get", flaky_get)
+    monkeypatch.setattr(storage.transfer, "_get", flaky_get)
     with pytest.raises(storage.StorageError, match="simulated"):
         storage.download_folder(uri, dest, cfg, workers=1)
     assert tree_hashes(dest) == before

@@ -18,7 +18,6 @@ from drtl.train import (
     load_checkpoint,
     lr_at,
     pretrain,
-    resolve_device,
     save_checkpoint,
     validate_weights,
     weighted_task_loss,
@@ -86,17 +85,6 @@ CFG = TrainConfig(iterations=8, batch=4, lr_patch=8, lr=5e-3, log_every=4, seed=
 
 
 # ------------------------------------------------------------------ config & helpers
-
-
-def test_resolve_device_auto():
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert resolve_device("auto").type == expected
-    assert resolve_device("cpu") == torch.device("cpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError):
-            resolve_device("cuda")
-    with pytest.raises(ConfigError):
-        resolve_device("tpu")
 
 
 def test_config_validation():

@@ -104,10 +104,6 @@ def load_pairs(root: str | os.PathLike, scale: int, names: list[str] | None = No
     return out
 
 
-def load_hr(root: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
-    return [(n, read_image(p)) for n, p in hr_paths(root)]
-
-
 def build_manifest(root: str | os.PathLike, scale: int) -> pd.DataFrame:
     """Manifest of a paired folder from the files on disk (no pixel decoding beyond headers)."""
     root = Path(root)
@@ -141,7 +137,9 @@ def read_manifest(root: str | os.PathLike) -> pd.DataFrame:
 
 
 def _looks_like_dataset(path: Path) -> bool:
-    return (path / MANIFEST).is_file() or (path / "HR").is_dir()
+    """A dataset folder, or a run folder of a stage (its record ``run.json`` or the orchestrator's
+    ``fingerprint.json``): folders drtl itself writes and may replace."""
+    return any((path / f).is_file() for f in (MANIFEST, "run.json", "fingerprint.json")) or (path / "HR").is_dir()
 
 
 @contextmanager
@@ -204,6 +202,8 @@ def write_hr_folder(dest: str | os.PathLike, images: Iterator[tuple[str, np.ndar
 
 
 def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
-    """Crop H and W down to multiples of ``scale`` (top-left anchored, as MATLAB benchmarks do)."""
-    h, w = img.shape[:2]
-    return img[: h - h % scale, : w - w % scale]
+    """:func:`drtl.degradations.ops.modcrop` (crop H and W down to multiples of ``scale``, top-left
+    anchored), imported on first use so that loading paired folders does not import scipy."""
+    from drtl.degradations.ops import modcrop as _modcrop
+
+    return _modcrop(img, scale)

@@ -23,9 +23,3 @@ def few_shot_names(pool: Sequence[str], shots: int, seed: int, exclude: Sequence
     perm = np.random.default_rng(seed).permutation(len(candidates))
     return [candidates[i] for i in perm[:shots]]
 
-
-def check_disjoint(pool_hashes: Sequence[str], test_hashes: Sequence[str], what: str = "pool") -> None:
-    """Raise DataError when any image content appears in both the pool and the test set."""
-    shared = set(pool_hashes) & set(test_hashes)
-    if shared:
-        raise DataError(f"{what} and test share {len(shared)} image(s) (same sha256); they must be disjoint")

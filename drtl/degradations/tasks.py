@@ -1,24 +1,10 @@
 """Auxiliary degradation tasks: named, frozen, YAML-serialisable recipes, and the default bank.
 
-A :class:`Task` is ``(name, family, ops)``; each :class:`Op` is ``(kind, params)`` with ``params`` a
-sorted tuple of ``(key, value)`` pairs (defaults filled in, so equal recipes compare and hash equal).
-
-Op kinds and parameters:
-
-- ``blur``: ``kernel`` in iso / aniso / gen_gauss / plateau / sinc, ``size`` (odd, 7..21) and the
-  kernel's parameters (``sigma``; ``sigma_x, sigma_y, theta_deg``; ``sigma_x, beta[, sigma_y,
-  theta_deg]``; ``omega_c``). See :func:`drtl.degradations.kernels.make_kernel`.
-- ``resize``: ``mode`` in matlab / area / bilinear / bicubic and ``fraction`` in (0, 1] (default
-  1): the share of the total downscale, in log scale, done by this op. The fractions of a recipe
-  sum to 1 and the last resize lands exactly on ``(H/scale, W/scale)``, so there is one total
-  downscale. A recipe without a resize op gets a MATLAB-bicubic downscale after its leading blurs.
-- ``noise``: ``type`` gaussian / poisson, ``level`` (Gaussian sigma in 0-255 units, or the Poisson
-  scale), ``gray`` (bool).
-- ``jpeg``: ``quality`` 1..100.
-
-Parameters are fixed per task (the kernel is fixed); only noise draws from the rng.
-Families: ``blur`` (blur kernels, including the downsampling kernel itself: clean bicubic, area,
-torch bicubic), ``noise``, ``jpeg``, ``combo`` (blur/resize + noise + JPEG) and ``second_order``.
+A :class:`Task` is ``(name, family, ops)``; each op is a :class:`drtl.degradations.ops.Op` (the op
+kinds and their parameters are listed there). Parameters are fixed per task (the kernel is fixed);
+only noise draws from the rng. Families: ``blur`` (blur kernels, including the downsampling kernel
+itself: clean bicubic, area, torch bicubic), ``noise``, ``jpeg``, ``combo`` (blur/resize + noise +
+JPEG) and ``second_order``.
 """
 
 from __future__ import annotations
@@ -26,177 +12,26 @@ from __future__ import annotations
 import difflib
 import math
 import os
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import yaml
 
-import drtl.degradations.kernels as _kernels
-import drtl.degradations.noise as _noise
-from drtl.degradations.jpeg import jpeg as _jpeg_fn
-from drtl.degradations.resize import RESIZE_MODES, resize
+from drtl.degradations.ops import (
+    Op,
+    check_scale,
+    apply_ops,
+    blur_op,
+    jpeg_op,
+    modcrop,
+    noise_op,
+    resize_op,
+)
 from drtl.errors import ConfigError, DataError
 
 FAMILIES = ("blur", "noise", "jpeg", "combo", "second_order")
-OP_KINDS = ("blur", "resize", "noise", "jpeg")
-NOISE_TYPES = ("gaussian", "poisson")
-
-_BLUR_KEYS = {
-    "iso": ({"sigma"}, set()),
-    "aniso": ({"sigma_x", "sigma_y"}, {"theta_deg"}),
-    "gen_gauss": ({"sigma_x", "beta"}, {"sigma_y", "theta_deg"}),
-    "plateau": ({"sigma_x", "beta"}, {"sigma_y", "theta_deg"}),
-    "sinc": ({"omega_c"}, set()),
-}
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars -> Python scalars (for hashing and YAML)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _number(kind: str, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{kind} op: {key}={value!r} must be a finite number")
-    return value
-
-
-@dataclass(frozen=True)
-class Op:
-    """One degradation step: ``kind`` plus sorted ``(key, value)`` params (validated, defaults filled)."""
-
-    kind: str
-    params: tuple[tuple[str, Any], ...] = field(default=())
-
-    def __post_init__(self) -> None:
-        if self.kind not in OP_KINDS:
-            raise ConfigError(f"unknown op kind {self.kind!r}; choose one of {', '.join(OP_KINDS)}")
-        raw = dict(self.params) if not isinstance(self.params, dict) else dict(self.params)
-        params = {str(k): _plain(v) for k, v in raw.items()}
-        params = getattr(self, f"_check_{self.kind}")(params)
-        object.__setattr__(self, "params", tuple(sorted(params.items())))
-
-    # -- validation per kind (returns params with defaults filled)
-    @staticmethod
-    def _check_blur(p: dict) -> dict:
-        kernel = p.get("kernel")
-        if kernel not in _BLUR_KEYS:
-            raise ConfigError(f"blur op: kernel={kernel!r}; choose one of {', '.join(_BLUR_KEYS)}")
-        required, optional = _BLUR_KEYS[kernel]
-        allowed = required | optional | {"kernel", "size"}
-        missing = sorted((required | {"size"}) - set(p))
-        if missing:
-            raise ConfigError(f"blur op ({kernel}): missing parameter(s) {missing}")
-        extra = sorted(set(p) - allowed)
-        if extra:
-            raise ConfigError(f"blur op ({kernel}): unknown parameter(s) {extra}; allowed {sorted(allowed)}")
-        _kernels._check_size(p["size"])
-        p["size"] = int(p["size"])
-        for key in set(p) - {"kernel", "size"}:
-            p[key] = _number("blur", key, p[key])
-        if kernel in ("aniso", "gen_gauss", "plateau"):
-            p.setdefault("theta_deg", 0.0)
-        if kernel in ("gen_gauss", "plateau"):
-            p.setdefault("sigma_y", p["sigma_x"])
-        _kernel_cached(tuple(sorted(p.items())))  # raises ConfigError on bad values
-        return p
-
-    @staticmethod
-    def _check_resize(p: dict) -> dict:
-        extra = sorted(set(p) - {"mode", "fraction"})
-        if extra:
-            raise ConfigError(f"resize op: unknown parameter(s) {extra}; allowed ['fraction', 'mode']")
-        p.setdefault("mode", "matlab")
-        p.setdefault("fraction", 1.0)
-        if p["mode"] not in RESIZE_MODES:
-            raise ConfigError(f"resize op: mode={p['mode']!r}; choose one of {', '.join(RESIZE_MODES)}")
-        frac = _number("resize", "fraction", p["fraction"])
-        if not 0 < frac <= 1:
-            raise ConfigError(f"resize op: fraction={frac!r} must be in (0, 1]")
-        p["fraction"] = float(frac)
-        return p
-
-    @staticmethod
-    def _check_noise(p: dict) -> dict:
-        extra = sorted(set(p) - {"type", "level", "gray"})
-        if extra:
-            raise ConfigError(f"noise op: unknown parameter(s) {extra}; allowed ['gray', 'level', 'type']")
-        if p.get("type") not in NOISE_TYPES:
-            raise ConfigError(f"noise op: type={p.get('type')!r}; choose one of {', '.join(NOISE_TYPES)}")
-        if "level" not in p:
-            raise ConfigError("noise op: missing parameter 'level' (Gaussian sigma in 0-255 or Poisson scale)")
-        if _number("noise", "level", p["level"]) < 0:
-            raise ConfigError(f"noise op: level={p['level']!r} must be >= 0")
-        p.setdefault("gray", False)
-        if not isinstance(p["gray"], bool):
-            raise ConfigError(f"noise op: gray={p['gray']!r} must be true or false")
-        return p
-
-    @staticmethod
-    def _check_jpeg(p: dict) -> dict:
-        extra = sorted(set(p) - {"quality"})
-        if extra:
-            raise ConfigError(f"jpeg op: unknown parameter(s) {extra}; allowed ['quality']")
-        q = p.get("quality")
-        if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 100:
-            raise ConfigError(f"jpeg op: quality={q!r} must be an integer in 1..100")
-        return p
-
-    # -- access and serialisation
-    @property
-    def p(self) -> dict[str, Any]:
-        """Params as a dict."""
-        return dict(self.params)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **self.p}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Op":
-        if not isinstance(d, dict) or "kind" not in d:
-            raise ConfigError(f"op {d!r} must be a mapping with a 'kind' key")
-        d = dict(d)
-        return cls(d.pop("kind"), tuple(d.items()))
-
-    def kernel(self) -> np.ndarray:
-        """The blur kernel of a ``blur`` op (cached, read-only)."""
-        if self.kind != "blur":
-            raise ConfigError(f"{self.kind} op has no kernel")
-        return _kernel_cached(self.params)
-
-
-@lru_cache(maxsize=512)
-def _kernel_cached(params: tuple[tuple[str, Any], ...]) -> np.ndarray:
-    p = dict(params)
-    kernel_type, size = p.pop("kernel"), p.pop("size")
-    k = _kernels.make_kernel(kernel_type, size, **p)
-    k.setflags(write=False)
-    return k
-
-
-def blur_op(kernel: str, size: int | None = None, **params) -> Op:
-    """``blur`` op; ``size`` defaults to an odd size covering +-3 sigma (clipped to 7..21)."""
-    if size is None:
-        sig = max(float(params.get(k, 0.0)) for k in ("sigma", "sigma_x", "sigma_y")) if kernel != "sinc" else 0
-        size = 21 if kernel == "sinc" else _kernels.auto_size(sig)
-    return Op("blur", tuple({"kernel": kernel, "size": size, **params}.items()))
-
-
-def resize_op(mode: str = "matlab", fraction: float = 1.0) -> Op:
-    return Op("resize", (("mode", mode), ("fraction", fraction)))
-
-
-def noise_op(type: str, level: float, gray: bool = False) -> Op:  # noqa: A002 - recipe vocabulary
-    return Op("noise", (("type", type), ("level", level), ("gray", gray)))
-
-
-def jpeg_op(quality: int) -> Op:
-    return Op("jpeg", (("quality", quality),))
 
 
 @dataclass(frozen=True)
@@ -245,71 +80,6 @@ class Task:
         return self.ops[:i] + (resize_op("matlab"),) + self.ops[i:]
 
 
-# ----------------------------------------------------------------------------- execution
-
-
-def _check_scale(scale) -> int:
-    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
-        raise ConfigError(f"scale {scale!r} must be a positive integer (e.g. 2, 3 or 4)")
-    return int(scale)
-
-
-def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
-    """Crop bottom/right so that height and width are multiples of ``scale``."""
-    scale = _check_scale(scale)
-    h, w = img.shape[:2]
-    h, w = h - h % scale, w - w % scale
-    if h < scale or w < scale:
-        raise DataError(f"image of size {img.shape[:2]} is smaller than scale {scale}; use a larger image")
-    return img[:h, :w]
-
-
-def apply_ops(
-    img: np.ndarray, ops: Iterable[Op], scale: int, rng: np.random.Generator, quantised: bool = False
-) -> np.ndarray:
-    """Run ``ops`` on a float HWC image whose sides are multiples of ``scale``; float64 out.
-
-    Resize ops downscale by ``scale ** fraction``; the last one lands exactly on (H/scale, W/scale).
-    ``quantised=True`` says the input holds exact 8-bit values (``uint8 / 255``): while the image
-    is still 8-bit (before any blur/noise, or right after JPEG) a ``matlab`` resize runs MATLAB's
-    uint8 path, so e.g. ``clean_bicubic`` reproduces the standard MATLAB bicubic LR files exactly.
-    """
-    scale = _check_scale(scale)
-    x = np.asarray(img, dtype=np.float64)
-    h, w = x.shape[:2]
-    if h % scale or w % scale:
-        raise DataError(f"image size {x.shape[:2]} is not a multiple of scale {scale}; mod-crop it first")
-    ops = tuple(ops)
-    total = sum(op.p["fraction"] for op in ops if op.kind == "resize")
-    done = 0.0
-    for op in ops:
-        p = op.p
-        if op.kind == "blur":
-            x = _kernels.apply_kernel(x, op.kernel())
-            quantised = False
-        elif op.kind == "resize":
-            done += p["fraction"]
-            if math.isclose(done, total, abs_tol=1e-6):
-                target = (h // scale, w // scale)
-            else:
-                f = scale ** (done / total)
-                target = (max(1, round(h / f)), max(1, round(w / f)))
-            if quantised and p["mode"] == "matlab":
-                u8 = np.clip(np.floor(x * 255.0 + 0.5), 0, 255).astype(np.uint8)
-                x = resize(u8, target, "matlab").astype(np.float64) / 255.0
-            else:
-                x = resize(x, target, p["mode"])
-                quantised = False
-        elif op.kind == "noise":
-            fn = _noise.gaussian_noise if p["type"] == "gaussian" else _noise.poisson_noise
-            x = fn(x, p["level"], p["gray"], rng)
-            quantised = False
-        elif op.kind == "jpeg":
-            x = _jpeg_fn(np.clip(x, 0.0, 1.0), p["quality"])
-            quantised = True
-    return x
-
-
 def make_pair(hr: np.ndarray, task: Task, scale: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Degrade a clean HR image with ``task``: returns ``(lr_uint8, hr_uint8_modcropped)``.
 
@@ -322,7 +92,7 @@ def make_pair(hr: np.ndarray, task: Task, scale: int, rng: np.random.Generator) 
         raise ConfigError(f"make_pair needs a Task (see get_task), got {type(task).__name__}")
     if not isinstance(rng, np.random.Generator):
         raise ConfigError("make_pair needs rng=numpy.random.default_rng(seed)")
-    scale = _check_scale(scale)
+    scale = check_scale(scale)
     hr = np.ascontiguousarray(modcrop(hr, scale))
     x = apply_ops(hr.astype(np.float64) / 255.0, task.resolved_ops(), scale, rng, quantised=True)
     lr = np.clip(np.floor(x * 255.0 + 0.5), 0, 255).astype(np.uint8)

@@ -1,7 +1,8 @@
 """Distortion relations: DRN training + memory bank, relation weights, the knowledge graph.
 
-- :mod:`drtl.relation.drn`: ``MemoryBank``, ``DRNConfig``, ``train_drn``, ``evaluate_drn``,
-  ``embed_images`` (target embedding from the K shots' LR images only);
+- :mod:`drtl.relation.drn`: ``MemoryBank``, ``DRNConfig``, ``train_drn``;
+- :mod:`drtl.relation.embed`: ``embed_images`` (target embedding from the K shots' LR images only),
+  ``evaluate_drn`` (held-out accuracy);
 - :mod:`drtl.relation.weights`: ``relation_weights`` = softmax(cos / tau), ``uniform_weights``,
   ``similarities``, ``task_task_similarity``, ablation helpers ``restrict`` / ``family_mask``;
 - :mod:`drtl.relation.graph`: ``build_graph`` (networkx), ``export_graph`` (graph.json + graph.graphml),
@@ -10,7 +11,8 @@
 matplotlib and pandas are imported lazily inside the plotting / table functions.
 """
 
-from drtl.relation.drn import DRNConfig, MemoryBank, embed_images, evaluate_drn, train_drn
+from drtl.relation.drn import DRNConfig, MemoryBank, train_drn
+from drtl.relation.embed import embed_images, evaluate_drn
 from drtl.relation.graph import (
     build_graph,
     export_graph,

@@ -1,0 +1,120 @@
+"""The stages, one function each, behind one contract: ``fn(params, inputs, out) -> metrics``.
+
+- ``params``: the loaded params (``drtl.config.load_params``); a stage reads only the keys listed
+  in its :attr:`Stage.reads` (DVC re-runs a stage when one of them changes).
+- ``inputs``: the run's identity and input paths, by name (:attr:`Stage.args`): e.g.
+  ``{"method": "drtl_pre", "shots": 5, "seed": 0, "init": ".../model.pt", "pool": "data/..."}``.
+- ``out``: the run's output folder (written atomically by the stage).
+- returns the run's measurements (numbers only: losses, accuracies, PSNR...).
+
+Nobody calls a stage function directly: :func:`drtl.runner.execute` sets threads, times the run,
+and writes its record (``run.json``, :mod:`drtl.records`) for tracking. The CLI, ``dvc.yaml`` (via
+the CLI), the Kubeflow components and the orchestrators (:mod:`drtl.orchestrate`) all go through
+it. This module imports nothing heavy: stage functions load on first use, so ``drtl --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+from drtl.methods import METHOD_NAMES, STAGE_VARIANTS, TRAINED_METHODS
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A named stage input. ``kind``: ``int``, ``str``, ``path`` (a file or folder the stage
+    reads: a DVC dependency and a tracked dataset input) or ``paths`` (a list of them)."""
+
+    name: str
+    kind: str = "str"
+    required: bool = False
+    help: str = ""
+    choices: tuple | None = None
+    default: object = None
+    context: str | None = None  # tracking: the MLflow dataset context of a path input
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    target: str                      # "module:function"
+    help: str
+    reads: tuple[str, ...] = ()      # params (sections or dotted keys) the stage reads
+    args: tuple[Arg, ...] = ()
+    artifacts: tuple[str, ...] = ()  # files / folders under ``out`` worth keeping in the tracker
+    product: str | None = None       # the file whose presence means the run finished
+    param_paths: tuple[str, ...] = ()  # params whose values are paths the stage reads (DVC deps)
+    options: dict = field(default_factory=dict)
+
+    @property
+    def fn(self):
+        module, func = self.target.split(":")
+        return getattr(importlib.import_module(module), func)
+
+    @property
+    def module(self) -> str:
+        return self.target.split(":")[0]
+
+
+_SEED = Arg("seed", "int", default=0, help="seed: draws the K shots and seeds every initialisation")
+_SHOTS = Arg("shots", "int", help="K, the number of real target pairs")
+_SYNTH = Arg("synth", "path", default="outputs/synth", help="synthesize stage output")
+_REL = Arg("relation", "path", default="outputs/relation", help="relation stage output (weighted variants)")
+
+STAGES: dict[str, Stage] = {s.name: s for s in (
+    Stage("prepare", "drtl.stages.prepare:run", "build the built-in sample or fetch a dataset folder",
+          reads=("target.scale",),
+          args=(Arg("source", "str", default="sample", help="'sample', a local dataset folder or s3://bucket/prefix"),
+                Arg("sample", "str", default="{}", help="JSON kwargs of drtl.data.sample.make_sample")),
+          product="manifest.json"),
+    Stage("validate", "drtl.stages.validate:run", "great-expectations checks of the pool and test pairs",
+          reads=("target.scale",),
+          args=(Arg("pool", "path", help="few-shot pool (default: target.pool)", context="target_pool"),
+                Arg("test", "path", help="test pairs (default: target.test)", context="target_test"),
+                Arg("scale", "int", help="scale factor (default: target.scale)")),
+          artifacts=("pool.json", "test.json"), product="pool.json", param_paths=("target.pool", "target.test")),
+    Stage("synthesize", "drtl.stages.synthesize:run", "make the auxiliary tasks' LR/HR pairs",
+          reads=("aux", "target.scale"), artifacts=("tasks.yaml",), product="synth.json", param_paths=("aux.hr",)),
+    Stage("relation", "drtl.stages.relation:run", "train the DRN; relation weights and knowledge graphs",
+          reads=("relation", "target.pool", "target.scale", "experiment.shots", "experiment.seeds", "device"),
+          args=(_SYNTH, Arg("drn", "path", help="a trained drn.pt to use instead of training the DRN")),
+          artifacts=("graphs", "weights.json", "drn_eval.json"), product="weights.json",
+          param_paths=("target.pool",)),
+    Stage("pretrain", "drtl.stages.train:pretrain_stage", "multi-task pre-training (uniform or DRTL-Pre)",
+          reads=("arch", "pretrain", "target.scale", "device"),
+          args=(Arg("method", "str", required=True, choices=STAGE_VARIANTS["pretrain"]), _SHOTS, _SEED, _SYNTH, _REL),
+          artifacts=("model.pt",), product="model.pt"),
+    Stage("metatrain", "drtl.stages.train:metatrain_stage", "MAML or DRTL-Meta meta-training",
+          reads=("arch", "meta", "target.scale", "device"),
+          args=(Arg("method", "str", required=True, choices=STAGE_VARIANTS["metatrain"]), _SHOTS, _SEED, _SYNTH, _REL),
+          artifacts=("model.pt",), product="model.pt"),
+    Stage("finetune", "drtl.stages.train:finetune_stage", "few-shot fine-tuning on the K target pairs",
+          reads=("arch", "finetune", "target.scale", "device"),
+          args=(Arg("method", "str", required=True, choices=TRAINED_METHODS),
+                Arg("shots", "int", help="K (omit: every pool pair)"), _SEED,
+                Arg("init", "path", help="model file to start from (none: fresh weights)"),
+                Arg("pool", "path", help="few-shot pool (default: target.pool)", context="target_pool")),
+          artifacts=("model.pt",), product="model.pt", param_paths=("target.pool",)),
+    Stage("evaluate", "drtl.stages.evaluate:run", "PSNR/SSIM (Y, crop = scale) of a method on a paired folder",
+          reads=("target.scale", "device"),
+          args=(Arg("method", "str", default="bicubic", choices=METHOD_NAMES),
+                Arg("data", "path", help="paired folder (default: target.test)", context="target_test"),
+                Arg("model", "path", help="model file (every method but bicubic)"),
+                Arg("shots", "int"), Arg("seed", "int"),
+                Arg("scale", "int", help="scale factor (default: target.scale)"),
+                Arg("device", "str", help="cpu | cuda | auto (default: params device)"),
+                Arg("tile", "int", help="tile size for large images (default: whole image)")),
+          artifacts=("eval.json",), product="eval.json", param_paths=("target.test",)),
+    Stage("report", "drtl.stages.report:run", "results.csv, aggregate table and figures",
+          reads=("experiment.shots",),
+          args=(Arg("evals", "paths", help="evaluation folders or eval.json files (default: the plan's)"),),
+          artifacts=("results.csv", "aggregate.csv", "results.md", "psnr_vs_shots.png"), product="results.csv"),
+)}
+
+
+def get_stage(name: str) -> Stage:
+    try:
+        return STAGES[name]
+    except KeyError:
+        raise ValueError(f"unknown stage {name!r}; known: {', '.join(STAGES)}") from None

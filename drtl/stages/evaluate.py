@@ -75,3 +75,14 @@ def evaluate(method: str, data: str | Path, scale: int, out: str | Path | None =
         clean_stale_temps(Path(out).parent)  # temporaries of an earlier run that was killed
         write_text(out, json.dumps(report, indent=2) + "\n")
     return report
+
+
+def run(params: dict, inputs: dict, out: Path) -> dict:
+    """Stage contract (drtl.stages): ``out`` is a run folder (``out/eval.json``), a ``.json`` path, or
+    None (numbers only, nothing written)."""
+    dest = None if out is None else (Path(out) if Path(out).suffix else Path(out) / "eval.json")
+    report = evaluate(inputs.get("method") or "bicubic", inputs.get("data") or params["target"]["test"],
+                      int(inputs.get("scale") or params["target"]["scale"]), dest,
+                      inputs.get("model"), inputs.get("shots"), inputs.get("seed"),
+                      inputs.get("device") or params["device"], inputs.get("tile"))
+    return {k: report[k] for k in ("psnr_y", "ssim_y", "psnr_rgb")}

@@ -2,7 +2,8 @@
 
 1. Train the Distortion Relation Network (DRN) and its memory bank (one prototype per auxiliary
    task) on LR patches of the *train* auxiliary images; report its task-classification accuracy
-   on the held-out *val* auxiliary images.
+   on the held-out *val* auxiliary images. With the optional input ``drn`` (a ``drn.pt`` this
+   stage wrote, e.g. from ``drtl adapt``'s aux cache) that network is used instead of training one.
 2. For every (shots K, seed): embed the LR images of the K target shots only (the test pairs are
    never read), relation weights w = softmax(cos(target, prototype_i) / tau), the knowledge graph
    (JSON + GraphML), a ranking table and a plot of the weights.
@@ -14,6 +15,7 @@ Outputs under OUT: ``drn.pt``, ``drn_eval.json``, ``weights.json`` ({"k5_s0": {t
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -46,42 +48,91 @@ def _samplers(pairs, scale, patch):
         raise ConfigError(f"relation.lr_patch={patch}: {exc}") from None
 
 
-def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, shots: list[int], seeds: list[int],
-             params: dict, device: str = "cpu") -> dict:
-    rp = params
-    tasks, train_pairs, _ = load_synth(synth, "train")
-    _, val_pairs, info = load_synth(synth, "val")
-    if info["scale"] != scale:
-        raise ConfigError(f"{synth} was synthesized at x{info['scale']} but the target scale is x{scale}")
-    gen = torch.Generator().manual_seed(int(rp["seed"]))
-    encoder = build_arch({"name": "drn", **rp["drn"]}, generator=gen)
-    cfg = DRNConfig(steps=int(rp["steps"]), batch_per_task=int(rp["batch_per_task"]), lr_patch=int(rp["lr_patch"]),
-                    lr=float(rp["lr"]), temperature=float(rp["temperature"]), device=device)
-    bank, hist = train_drn(encoder, _samplers(train_pairs, scale, cfg.lr_patch), cfg, gen)
-    encoder = encoder.cpu().eval()
-    bank = bank.cpu()
-    metrics = {"drn_train_accuracy": float(hist["final_accuracy"]), "n_tasks": len(tasks)}
-    if val_pairs and val_pairs[0]:
-        ev = evaluate_drn(encoder, bank, _samplers(val_pairs, scale, cfg.lr_patch), int(rp["eval_per_task"]),
-                          cfg.lr_patch, torch.Generator().manual_seed(int(rp["seed"]) + 1))
+def _load_drn(path: str | Path):
+    """(encoder, bank, task names, families, DRN config, metrics) from a ``drn.pt`` this stage wrote."""
+    from drtl.errors import ModelError
+    from drtl.relation import MemoryBank
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        encoder = build_arch(dict(state["arch"]))
+        encoder.load_state_dict(state["encoder"])
+        protos = state["bank"]["prototypes"]
+        bank = MemoryBank(protos.shape[0], protos.shape[1])
+        bank.load_state_dict(state["bank"])
+    except Exception as exc:  # a damaged or foreign file
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"{path}: unreadable relation network ({type(exc).__name__}: {first})") from None
+    ev_path = Path(path).with_name("drn_eval.json")
+    ev = json.loads(ev_path.read_text()) if ev_path.is_file() else {}
+    acc = (ev.get("history") or {}).get("accuracy") or []  # final_accuracy: mean over the last 10% of steps
+    metrics = {"drn_train_accuracy": float(np.mean(acc[-max(1, len(acc) // 10):])) if acc else float("nan"),
+               "n_tasks": len(state["tasks"])}
+    if "accuracy" in ev:
         metrics["drn_val_accuracy"] = float(ev["accuracy"])
         metrics["drn_val_image_accuracy"] = float(ev["aggregated_accuracy"])
+    return encoder.eval(), bank, list(state["tasks"]), list(state["families"]), dict(state["config"]), metrics, ev_path
+
+
+def _check_synth(synth: str | Path, names: list[str], scale: int, drn: str | Path) -> None:
+    from drtl.degradations.tasks import load_tasks
+
+    info = json.loads((Path(synth) / "synth.json").read_text())
+    if info["scale"] != scale:
+        raise ConfigError(f"{synth} was synthesized at x{info['scale']} but the target scale is x{scale}")
+    if [t.name for t in load_tasks(Path(synth) / "tasks.yaml")] != names:
+        raise ConfigError(f"{drn}: its tasks are not those of {synth}; train the DRN on these tasks")
+
+
+def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, shots: list[int], seeds: list[int],
+             params: dict, device: str = "cpu", drn: str | Path | None = None) -> dict:
+    """``drn``: a trained ``drn.pt`` (this stage's format) to use instead of training one."""
+    rp = params
+    if drn is not None:
+        encoder, bank, names, fams, cfg_d, metrics, ev_path = _load_drn(drn)
+        if synth is not None and (Path(synth) / "synth.json").is_file():
+            _check_synth(synth, names, scale, drn)
+        lr_patch = int(cfg_d["lr_patch"])
     else:
-        ev = {}
-    names = [t.name for t in tasks]
-    fams = [t.family for t in tasks]
+        tasks, train_pairs, _ = load_synth(synth, "train")
+        _, val_pairs, info = load_synth(synth, "val")
+        if info["scale"] != scale:
+            raise ConfigError(f"{synth} was synthesized at x{info['scale']} but the target scale is x{scale}")
+        gen = torch.Generator().manual_seed(int(rp["seed"]))
+        encoder = build_arch({"name": "drn", **rp["drn"]}, generator=gen)
+        cfg = DRNConfig(steps=int(rp["steps"]), batch_per_task=int(rp["batch_per_task"]), lr_patch=int(rp["lr_patch"]),
+                        lr=float(rp["lr"]), temperature=float(rp["temperature"]), device=device)
+        bank, hist = train_drn(encoder, _samplers(train_pairs, scale, cfg.lr_patch), cfg, gen)
+        encoder = encoder.cpu().eval()
+        bank = bank.cpu()
+        metrics = {"drn_train_accuracy": float(hist["final_accuracy"]), "n_tasks": len(tasks)}
+        if val_pairs and val_pairs[0]:
+            ev = evaluate_drn(encoder, bank, _samplers(val_pairs, scale, cfg.lr_patch), int(rp["eval_per_task"]),
+                              cfg.lr_patch, torch.Generator().manual_seed(int(rp["seed"]) + 1))
+            metrics["drn_val_accuracy"] = float(ev["accuracy"])
+            metrics["drn_val_image_accuracy"] = float(ev["aggregated_accuracy"])
+        else:
+            ev = {}
+        names = [t.name for t in tasks]
+        fams = [t.family for t in tasks]
+        lr_patch = cfg.lr_patch
     protos = bank.numpy()
     with staged_folder(out) as tmp:
-        torch.save({"encoder": encoder.state_dict(), "arch": encoder.arch_cfg, "bank": bank.state_dict(),
-                    "tasks": names, "families": fams, "config": cfg.to_dict()}, tmp / "drn.pt")
-        (tmp / "drn_eval.json").write_text(json.dumps({**ev, "tasks": names, "history": {
-            "loss": hist["loss"], "accuracy": hist["accuracy"]}}, indent=1) + "\n")
+        if drn is not None:  # the same files as when trained here
+            shutil.copyfile(drn, tmp / "drn.pt")
+            if ev_path.is_file():
+                shutil.copyfile(ev_path, tmp / "drn_eval.json")
+        else:
+            torch.save({"encoder": encoder.state_dict(), "arch": encoder.arch_cfg, "bank": bank.state_dict(),
+                        "tasks": names, "families": fams, "config": cfg.to_dict()}, tmp / "drn.pt")
+            (tmp / "drn_eval.json").write_text(json.dumps({**ev, "tasks": names, "history": {
+                "loss": hist["loss"], "accuracy": hist["accuracy"]}}, indent=1) + "\n")
         weights, top = {}, {}
         for k in shots:
             for s in seeds:
                 key = run_key(k, s)
                 lrs = [lr for _, lr, _ in load_pairs(pool, scale, shot_names(pool, k, s))]
-                emb = embed_images(encoder, lrs, cfg.lr_patch, int(rp["patches_per_image"]))
+                emb = embed_images(encoder, lrs, lr_patch, int(rp["patches_per_image"]))
                 w = relation_weights(emb, protos, float(rp["tau"])) if rp["weighting"] else uniform_weights(len(names))
                 sims = similarities(emb, protos)
                 weights[key] = {n: float(x) for n, x in zip(names, w)}
@@ -114,3 +165,14 @@ def load_weights(relation_dir: str | Path, shots: int, seed: int, task_names: li
     if missing:
         raise DataError(f"{path}: weights lack tasks {missing[:3]}; rerun `drtl relation` after `drtl synthesize`")
     return [w[n] for n in task_names]
+
+
+def run(params: dict, inputs: dict, out: Path) -> dict:
+    """Stage contract (drtl.stages): DRN, memory bank and the relation weights of every (K, seed).
+
+    ``inputs["drn"]``: a trained ``drn.pt`` (same format); then no DRN is trained, only the target's
+    shots are embedded (``synth`` is then only checked to hold the DRN's tasks)."""
+    ex = params["experiment"]
+    return relation(inputs.get("synth") or Path(params["outputs"]) / "synth", params["target"]["pool"], out,
+                    int(params["target"]["scale"]), [int(k) for k in ex["shots"]], [int(s) for s in ex["seeds"]],
+                    params["relation"], params["device"], inputs.get("drn"))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from drtl.config import METHODS
+from drtl.methods import METHOD_NAMES as METHODS
 from drtl.errors import DataError
 from drtl.io import atomic_path, clean_stale_temps, write_text
 
@@ -116,3 +116,15 @@ def dvc_metrics(agg: pd.DataFrame) -> dict:
             "ssim_y": {"mean": round(float(r["ssim_mean"]), 5), "std": round(float(r["ssim_std"]), 5), "n": n},
         }
     return metrics
+
+
+def run(params: dict, inputs: dict, out: Path) -> dict:
+    """Stage contract (drtl.stages): the table of the plan's evaluations (or of ``inputs['evals']``)."""
+    evals = inputs.get("evals")
+    if not evals:
+        from drtl.plan import eval_outputs
+
+        evals = eval_outputs(params)
+    evals = [Path(e) / "eval.json" if not Path(e).suffix else Path(e) for e in evals]
+    r = report(evals, out, [int(k) for k in params["experiment"]["shots"]])
+    return {"n_rows": r["n_rows"]}

@@ -103,3 +103,10 @@ def load_synth(root: str | Path, split: str = "train", tasks_subset: list[str] |
         pairs.append([(read_image(root / "lr" / t.name / f"{n}_v{v}.png"), hrs[n])
                       for n in names for v in range(info["variants"])])
     return tasks, pairs, info
+
+
+def run(params: dict, inputs: dict, out: Path) -> dict:
+    """Stage contract (drtl.stages): the auxiliary tasks of ``params['aux']`` into ``out``."""
+    a = params["aux"]
+    return synthesize(a["hr"], out, int(params["target"]["scale"]), a["families"], a["tasks"], a["variants"],
+                      a["val_fraction"], a["max_hr_side"], a["seed"])

@@ -24,11 +24,11 @@ from drtl.data.folder import load_pairs, read_manifest
 from drtl.data.patches import PairSampler
 from drtl.errors import ConfigError, DataError
 from drtl.io import write_text
+from drtl.methods import TRAINED_METHODS
 from drtl.stages.relation import load_weights, run_key, shot_names
 from drtl.stages.synthesize import load_synth
 from drtl.train import MetaConfig, TrainConfig, finetune, maml_train, pretrain
 
-FINETUNE_METHODS = ("scratch", "pretrain", "maml", "drtl_pre", "drtl_meta", "upper_bound")
 _TRAIN_KEYS = {f for f in TrainConfig.__dataclass_fields__}
 
 
@@ -111,14 +111,14 @@ def metatrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int,
     return {"final_loss": float(hist["loss"][-1]) if hist.get("loss") else None}
 
 
-def finetune_run(method: str, pool, out, arch: dict, scale: int, section: dict, shots: int, seed: int,
+def finetune_run(method: str, pool, out, arch: dict, scale: int, section: dict, shots: int | None, seed: int,
                  init: str | Path | None = None, device: str = "cpu", on_log=None) -> dict:
-    """Few-shot fine-tuning on the K target pairs of (shots, seed); upper_bound uses every pool pair."""
+    """Few-shot fine-tuning on the K target pairs of (shots, seed); ``shots`` None: every pool pair."""
     from drtl.modelio import load_model
 
-    if method not in FINETUNE_METHODS:
-        raise ConfigError(f"finetune method must be one of {', '.join(FINETUNE_METHODS)}, got {method!r}")
-    names = None if method == "upper_bound" else shot_names(pool, shots, seed)
+    if method not in TRAINED_METHODS:
+        raise ConfigError(f"finetune method must be one of {', '.join(TRAINED_METHODS)}, got {method!r}")
+    names = None if shots is None else shot_names(pool, shots, seed)
     pairs = load_pairs(pool, scale, names)
     cfg = train_config(section, seed, device)
     if init is not None:
@@ -140,26 +140,30 @@ def finetune_run(method: str, pool, out, arch: dict, scale: int, section: dict, 
     return {"final_loss": float(hist["loss"][-1]) if hist.get("loss") else None}
 
 
-# ------------------------------------------------------------------ run naming shared by every orchestrator
-def pretrain_dir(root, method: str, shots: int, seed: int) -> Path:
-    return Path(root) / (f"uniform_s{seed}" if method == "uniform" else f"drtl_{run_key(shots, seed)}")
+# ------------------------------------------------------------------ the stage contract (drtl.stages)
+def _common(params: dict, inputs: dict):
+    from drtl.runner import step_hook
+
+    shots = inputs.get("shots")
+    return (int(params["target"]["scale"]), int(inputs.get("seed") or 0), None if shots is None else int(shots),
+            params["device"], step_hook())
 
 
-def metatrain_dir(root, method: str, shots: int, seed: int) -> Path:
-    return Path(root) / (f"maml_s{seed}" if method == "maml" else f"drtl_{run_key(shots, seed)}")
+def pretrain_stage(params: dict, inputs: dict, out: Path) -> dict:
+    scale, seed, shots, device, on_log = _common(params, inputs)
+    return pretrain_run(inputs["method"], inputs.get("synth") or Path(params["outputs"]) / "synth",
+                        inputs.get("relation"), out, params["arch"], scale, params["pretrain"], seed, shots, device,
+                        on_log)
 
 
-def finetune_dir(root, method: str, shots: int, seed: int) -> Path:
-    return Path(root) / f"{method}_{run_key(shots, seed)}"
+def metatrain_stage(params: dict, inputs: dict, out: Path) -> dict:
+    scale, seed, shots, device, on_log = _common(params, inputs)
+    return metatrain_run(inputs["method"], inputs.get("synth") or Path(params["outputs"]) / "synth",
+                         inputs.get("relation"), out, params["arch"], scale, params["meta"], seed, shots, device,
+                         on_log)
 
 
-def init_for(method: str, shots: int, seed: int, pretrain_root, meta_root, upper_bound_init: str = "scratch"):
-    """The starting model of a fine-tuning run (None = fresh initialisation)."""
-    return {
-        "scratch": None,
-        "pretrain": pretrain_dir(pretrain_root, "uniform", shots, seed) / "model.pt",
-        "maml": metatrain_dir(meta_root, "maml", shots, seed) / "model.pt",
-        "drtl_pre": pretrain_dir(pretrain_root, "drtl", shots, seed) / "model.pt",
-        "drtl_meta": metatrain_dir(meta_root, "drtl", shots, seed) / "model.pt",
-        "upper_bound": None if upper_bound_init == "scratch" else pretrain_dir(pretrain_root, "uniform", shots, seed) / "model.pt",
-    }[method]
+def finetune_stage(params: dict, inputs: dict, out: Path) -> dict:
+    scale, seed, shots, device, on_log = _common(params, inputs)
+    return finetune_run(inputs["method"], inputs.get("pool") or params["target"]["pool"], out, params["arch"], scale,
+                        params["finetune"], shots, seed, inputs.get("init"), device, on_log)

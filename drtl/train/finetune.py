@@ -14,7 +14,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from drtl.train.common import TrainConfig, make_generator, pixel_loss, resolve_device, run_loop
+from drtl.device import resolve_device
+from drtl.train.common import pixel_loss, run_loop
+from drtl.train.config import TrainConfig, make_generator
 
 
 def finetune(

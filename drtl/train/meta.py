@@ -32,17 +32,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from drtl.device import resolve_device
 from drtl.errors import ConfigError
-from drtl.train.common import (
-    TrainConfig,
-    draw_tasks,
-    eligible_tasks,
-    make_generator,
-    pixel_loss,
-    resolve_device,
-    run_loop,
-    validate_weights,
-)
+from drtl.train.common import draw_tasks, eligible_tasks, pixel_loss, run_loop, validate_weights
+from drtl.train.config import TrainConfig, make_generator
 
 Params = dict[str, torch.Tensor]
 MetaTask = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # support lr, hr, query lr, hr

@@ -25,18 +25,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from drtl.device import resolve_device
 from drtl.errors import ConfigError
-from drtl.train.common import (
-    TrainConfig,
-    draw_tasks,
-    eligible_tasks,
-    make_generator,
-    per_sample_loss,
-    pixel_loss,
-    resolve_device,
-    run_loop,
-    validate_weights,
-)
+from drtl.train.common import draw_tasks, eligible_tasks, per_sample_loss, pixel_loss, run_loop, validate_weights
+from drtl.train.config import TrainConfig, make_generator
 
 Batch = tuple[int, torch.Tensor, torch.Tensor]  # (task index, lr NCHW, hr NCHW)
 

@@ -1,0 +1,115 @@
+"""The method registry: every row of the results table, defined once.
+
+A *method* is one way of getting an SR model for the target camera from K real pairs: bicubic (no
+model), training from scratch, or fine-tuning a model that a *source* run trained on the auxiliary
+tasks (uniform pre-training, DRTL-Pre, MAML, DRTL-Meta). The plan (:mod:`drtl.plan`) turns this
+registry and the params into the DAG of stage runs; ``dvc.yaml``, the Kubeflow pipeline,
+``drtl experiment`` and ``drtl adapt`` all come from that plan. Adding a row (a ceiling, a control)
+is one entry here.
+
+Run names (folders under ``<outputs>/<stage>/``) come from :func:`run_name`: ``<stem>_k<K>_s<S>``
+for runs that depend on K, ``<stem>_s<S>`` for runs that do not. This module is a leaf (no drtl
+imports), so the config, the CLI and the orchestrators can all read it cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Source:
+    """A training run on the auxiliary tasks whose model some methods fine-tune.
+
+    ``stage``: ``pretrain`` or ``metatrain``; ``variant``: the stage's ``--method`` (``uniform`` /
+    ``drtl`` / ``maml``); ``weighted``: uses the relation weights of the K target shots, so there is
+    one run per (K, seed) instead of one per seed.
+    """
+
+    key: str
+    stage: str
+    variant: str
+    weighted: bool
+    label: str
+
+    @property
+    def per_shot(self) -> bool:
+        return self.weighted
+
+    def name(self, shots, seed) -> str:
+        return run_name(self.variant, shots if self.per_shot else None, seed)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A row of the results table.
+
+    ``init``: the :class:`Source` key whose model fine-tuning starts from (None = fresh weights);
+    ``init_param``: a ``finetune.*`` param that chooses the init instead (``scratch`` = fresh, else
+    the name of a method whose init to borrow); ``trains``: False only for bicubic; ``per_shot``:
+    fine-tuned on the K shots (one run per K and seed) or on every pool pair (one run per seed,
+    repeated for every K in the table).
+    """
+
+    name: str
+    label: str
+    init: str | None = None
+    init_param: str | None = None
+    trains: bool = True
+    per_shot: bool = True
+
+    def name_for(self, shots, seed) -> str:
+        return run_name(self.name, shots if self.per_shot else None, seed)
+
+
+def run_name(stem: str, shots, seed) -> str:
+    """'drtl_pre', 5, 0 -> 'drtl_pre_k5_s0'; 'bicubic', None, 1 -> 'bicubic_s1'. ``shots`` and
+    ``seed`` may be strings (DVC's ``${item.shots}`` when rendering dvc.yaml)."""
+    return f"{stem}_s{seed}" if shots is None else f"{stem}_k{shots}_s{seed}"
+
+
+SOURCES: dict[str, Source] = {s.key: s for s in (
+    Source("pretrain_uniform", "pretrain", "uniform", weighted=False, label="uniform multi-task pre-training"),
+    Source("pretrain_drtl", "pretrain", "drtl", weighted=True, label="DRTL-Pre: relation-weighted pre-training"),
+    Source("meta_maml", "metatrain", "maml", weighted=False, label="MAML over the auxiliary tasks"),
+    Source("meta_drtl", "metatrain", "drtl", weighted=True, label="DRTL-Meta: relation-weighted meta-gradient"),
+)}
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("bicubic", "bicubic interpolation (no learning)", trains=False, per_shot=False),
+    Method("scratch", "trained from scratch on the K pairs"),
+    Method("pretrain", "uniform pre-training + fine-tuning", init="pretrain_uniform"),
+    Method("maml", "MAML + fine-tuning", init="meta_maml"),
+    Method("drtl_pre", "DRTL-Pre + fine-tuning", init="pretrain_drtl"),
+    Method("drtl_meta", "DRTL-Meta + fine-tuning", init="meta_drtl"),
+    Method("upper_bound", "every pool pair (init: finetune.upper_bound_init)", init_param="upper_bound_init",
+           per_shot=False),
+)}
+
+METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
+STAGE_VARIANTS: dict[str, tuple[str, ...]] = {
+    st: tuple(dict.fromkeys(s.variant for s in SOURCES.values() if s.stage == st)) for st in ("pretrain", "metatrain")}
+TRAINED_METHODS: tuple[str, ...] = tuple(m.name for m in METHODS.values() if m.trains)
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}") from None
+
+
+def init_source(method: Method, finetune_params: dict | None = None) -> Source | None:
+    """The source run a method's fine-tuning starts from (None: fresh weights)."""
+    key = method.init
+    if method.init_param is not None:
+        choice = (finetune_params or {}).get(method.init_param, "scratch")
+        key = None if choice == "scratch" else get_method(choice).init
+    return SOURCES[key] if key else None
+
+
+def source_for(stage: str, variant: str) -> Source:
+    for s in SOURCES.values():
+        if s.stage == stage and s.variant == variant:
+            return s
+    raise ValueError(f"{stage} has no variant {variant!r}; known: {', '.join(STAGE_VARIANTS.get(stage, ()))}")

@@ -1,0 +1,121 @@
+"""``drtl experiment``: the whole plan (:func:`drtl.plan.plan`) in one process, resumable.
+
+Every run goes through :func:`drtl.runner.execute`, like a DVC stage or a Kubeflow task. A
+finished run is skipped when rerun with the same inputs: its folder holds ``fingerprint.json``
+(a hash of the stage, its inputs, the params it reads, the content of the data folders it reads
+and the fingerprints of the runs it depends on), so an interrupted experiment resumes where it
+stopped and a changed param redoes exactly the runs it touches. At the end the run records are
+logged to MLflow in this one process (``tracking.enabled``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from drtl.io import write_text
+from drtl.plan import Run, plan
+from drtl.records import folder_fingerprint, read_record, record_path, sha256_json
+from drtl.runner import execute, read_params, section
+from drtl.stages import get_stage
+
+FINGERPRINT = "fingerprint.json"
+
+
+def run_fingerprint(run: Run, params: dict, done: dict[str, str], outs: dict[str, str]) -> str:
+    """What a run's result depends on: stage, inputs, params it reads, data content, upstream runs
+    (``done``: fingerprints by run id; ``outs``: output paths by run id)."""
+    spec = get_stage(run.stage)
+    data = {k: folder_fingerprint(section(params, k)) if isinstance(section(params, k), str)
+            else [folder_fingerprint(x) for x in section(params, k)] for k in spec.param_paths}
+    for a in spec.args:  # path inputs that no run of the plan makes (data folders given by the user)
+        v = run.inputs.get(a.name)
+        if a.kind == "path" and v and not any(str(v).startswith(outs[d]) for d in run.deps):
+            data[a.name] = folder_fingerprint(v)
+    return sha256_json({"stage": run.stage, "inputs": run.inputs, "params": read_params(params, spec.reads),
+                        "data": data, "upstream": [done.get(d) for d in run.deps]})[:16]
+
+
+def _product(run: Run) -> Path:
+    return Path(run.out) / get_stage(run.stage).product
+
+
+def _state(run: Run) -> dict:
+    f = Path(run.out) / FINGERPRINT
+    try:
+        return json.loads(f.read_text()) if f.is_file() else {}
+    except ValueError:
+        return {}
+
+
+def _cached(run: Run, fp: str) -> bool:
+    st = _state(run)
+    return st.get("fp") == fp and st.get("done", True) and _product(run).exists()
+
+
+def _start(run: Run, fp: str) -> None:
+    """Mark ``run`` as started with inputs ``fp``. A folder left by a run with other inputs is wiped
+    first, so a trainer never resumes a checkpoint written for different inputs; a folder of the
+    same inputs (an interrupted run) is kept, so its checkpoint resumes."""
+    out = Path(run.out)
+    st = _state(run)
+    if st and st.get("fp") != fp and out.is_dir():
+        import shutil
+
+        shutil.rmtree(out)
+    if not out.suffix:
+        write_text(out / FINGERPRINT, json.dumps({"fp": fp, "done": False}) + "\n")
+
+
+def run_plan(params: dict, runs: list[Run], echo=print) -> dict[str, str]:
+    """Execute ``runs`` in order, skipping finished ones; returns each run's fingerprint by id."""
+    t0 = time.time()
+    every = float(params.get("log_every_s", 60))
+    last = [time.time()]
+
+    def on_log(entry):  # a line at most every `log_every_s` seconds, so long runs show life in logs
+        if time.time() - last[0] >= every:
+            last[0] = time.time()
+            echo(f"    step {entry['step']}: loss {entry['loss']:.4f} ({entry['elapsed_s']:.0f}s)")
+
+    done: dict[str, str] = {}
+    outs = {r.id: r.out for r in runs}
+    for i, run in enumerate(runs, 1):
+        fp = run_fingerprint(run, params, done, outs)
+        done[run.id] = fp
+        if _cached(run, fp):
+            continue
+        t = time.time()
+        _start(run, fp)
+        execute(run.stage, params, run.inputs, run.out, name=run.name, on_log=on_log)
+        write_text(Path(run.out) / FINGERPRINT, json.dumps({"fp": fp, "done": True}) + "\n")
+        echo(f"[{time.time() - t0:7.1f}s] {i}/{len(runs)} {run.stage} {run.name} ({time.time() - t:.1f}s)")
+    return done
+
+
+def track(params: dict, runs: list[Run], invocation: dict | None = None, echo=print) -> str | None:
+    """Log the records of ``runs`` to MLflow (one parent run, a child per run); None when disabled."""
+    if not params["tracking"]["enabled"]:
+        return None
+    from drtl.tracking import log_records
+
+    records = [read_record(record_path(r.out)) for r in runs if record_path(r.out).is_file()]
+    parent = log_records(records, params["tracking"], invocation=invocation)
+    echo(f"tracked {len(records)} runs in {params['tracking']['uri']} (parent run {parent})")
+    return parent
+
+
+def run_experiment(params: dict, echo=print) -> dict:
+    runs = plan(params)
+    run_plan(params, runs, echo)
+    rel = Path(params["outputs"]) / "relation" / "relation.json"
+    if rel.is_file():
+        m = json.loads(rel.read_text())
+        echo(f"  DRN accuracy: train {m['drn_train_accuracy']:.3f}, val {m.get('drn_val_accuracy', float('nan')):.3f}; "
+             f"top tasks {m['top_tasks']}")
+    report = runs[-1]
+    track(params, runs, {"orchestrator": "drtl experiment"}, echo)
+    out = Path(report.out)
+    echo(f"report: {out / 'results.csv'}")
+    return {"results": str(out / "results.csv"), "n_runs": len(runs)}
