@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from drtl.errors import ConfigError
+from drtl.methods import METHOD_NAMES as METHODS  # the method registry is the one definition
 
-METHODS = ("bicubic", "scratch", "pretrain", "maml", "drtl_pre", "drtl_meta", "upper_bound")
 # The super-resolution scales the project supports, everywhere (import, validation, params, models).
 SUPPORTED_SCALES = (2, 3, 4)
 SCHEDULES = ("constant", "step", "cosine")
@@ -44,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "finetune": {"iterations": 200, "batch": 16, "lr_patch": 32, "lr": 1e-4, "schedule": "constant",
                  "log_every": 25, "checkpoint_every": 0, "upper_bound_init": "scratch"},
     "experiment": {"shots": [1, 5, 10], "seeds": [0, 1], "methods": list(METHODS)},
-    "tracking": {"uri": "sqlite:///mlflow.db", "experiment": "drtl", "enabled": False},
+    "tracking": {"uri": "sqlite:///mlflow.db", "experiment": "drtl", "enabled": True},
 }
 
 # sub-mappings whose keys are free-form (passed to builders that validate them themselves)

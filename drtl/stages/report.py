@@ -13,14 +13,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from drtl.methods import METHOD_NAMES as METHODS
 from drtl.errors import DataError
 from drtl.io import atomic_path, clean_stale_temps, write_text
-
-COLUMNS = ["method", "shots", "seed", "psnr_y", "ssim_y"]
+from drtl.results import COLUMNS, aggregate, markdown, plot, sort_rows  # noqa: F401  (the table, defined once)
 
 
 def collect(eval_paths: list[str | Path], expand_shots: list[int] | None = None) -> pd.DataFrame:
@@ -38,52 +35,7 @@ def collect(eval_paths: list[str | Path], expand_shots: list[int] | None = None)
                          "psnr_y": float(r["psnr_y"]), "ssim_y": float(r["ssim_y"])})
     if not rows:
         raise DataError("no evaluation reports given")
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    order = {m: i for i, m in enumerate(METHODS)}
-    df["_o"] = df["method"].map(lambda m: order.get(m, len(order)))
-    return df.sort_values(["_o", "shots", "seed"]).drop(columns="_o").reset_index(drop=True)
-
-
-def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    g = df.groupby(["method", "shots"], sort=False)
-    agg = g.agg(psnr_mean=("psnr_y", "mean"), psnr_std=("psnr_y", "std"), ssim_mean=("ssim_y", "mean"),
-                ssim_std=("ssim_y", "std"), n_seeds=("seed", "nunique")).reset_index()
-    return agg.fillna({"psnr_std": 0.0, "ssim_std": 0.0})
-
-
-def markdown(agg: pd.DataFrame) -> str:
-    shots = sorted(agg["shots"].unique())
-    head = "| method | " + " | ".join(f"K={k} PSNR-Y" for k in shots) + " | " + " | ".join(f"K={k} SSIM-Y" for k in shots) + " |"
-    sep = "|---|" + "---|" * (2 * len(shots))
-    lines = [head, sep]
-    for m in agg["method"].unique():
-        a = agg[agg["method"] == m].set_index("shots")
-        ps = [f"{a.loc[k, 'psnr_mean']:.3f} ± {a.loc[k, 'psnr_std']:.3f}" if k in a.index else "—" for k in shots]
-        ss = [f"{a.loc[k, 'ssim_mean']:.4f}" if k in a.index else "—" for k in shots]
-        lines.append(f"| {m} | " + " | ".join(ps) + " | " + " | ".join(ss) + " |")
-    n = int(agg["n_seeds"].max())
-    return "\n".join(lines) + f"\n\nMean ± std over {n} seed(s); PSNR/SSIM on Y (BT.601), border crop = scale.\n"
-
-
-def plot(agg: pd.DataFrame, path: str | Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(111)
-    for m in agg["method"].unique():
-        a = agg[agg["method"] == m].sort_values("shots")
-        ax.errorbar(a["shots"], a["psnr_mean"], yerr=a["psnr_std"], marker="o", capsize=3, label=m)
-    ax.set_xlabel("shots K")
-    ax.set_ylabel("PSNR-Y (dB)")
-    ax.set_xscale("log")
-    ax.set_xticks(sorted(agg["shots"].unique()), labels=[str(k) for k in sorted(agg["shots"].unique())])
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
+    return sort_rows(pd.DataFrame(rows, columns=COLUMNS))
 
 
 def report(eval_paths: list[str | Path], out: str | Path, expand_shots: list[int] | None = None) -> dict:

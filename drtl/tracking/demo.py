@@ -104,7 +104,7 @@ def write_demo_records(root: str | Path, methods=("scratch", "drtl_pre"), shots=
     if report:
         import pandas as pd
 
-        from drtl.tracking.table import COLUMNS, sort_rows, write_report
+        from drtl.results import COLUMNS, sort_rows, write_report
 
         df = pd.DataFrame(evals)[COLUMNS]
         fixed, free = df[df["shots"].notna()], df[df["shots"].isna()]

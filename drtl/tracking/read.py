@@ -14,7 +14,7 @@ from pathlib import Path
 from drtl.errors import DataError
 from drtl.tracking.log import LOGGED_AT_TAG, SHOTS_TAG
 from drtl.tracking.store import PARENT_TAG, ROLE_TAG, experiment_id, make_client, resolve_uri, search_all
-from drtl.tracking.table import COLUMNS, sort_rows, write_report
+from drtl.results import COLUMNS, sort_rows, write_report
 
 ID_COLUMNS = ["run_id", "parent_run_id", "start_time"]
 EVALUATE = "tags.stage = 'evaluate' and attributes.status = 'FINISHED'"
