@@ -179,6 +179,84 @@ def _cmd_plan(a):
                                           if r.deps else ""))
 
 
+# ------------------------------------------------------------------ adapt and upscale: argparse only here
+# Building the parser imports nothing heavy (``drtl --help`` stays fast): the command functions live
+# in drtl.orchestrate.adapt and drtl.upscale (torch, pandas) and are imported when the command runs.
+# The defaults below are those modules' constants (tests/test_startup.py checks they agree).
+ADAPT_LAYOUTS = ("auto", "paired", "city100", "realsr", "drealsr")  # drtl.orchestrate.adapt_data.LAYOUTS
+UPSCALE_TILE, UPSCALE_OVERLAP = 256, 16                              # drtl.upscale.DEFAULT_TILE / DEFAULT_OVERLAP
+
+
+def _cmd_adapt(a):
+    from drtl.orchestrate.adapt import _cmd_adapt as run
+
+    run(a)
+
+
+def _cmd_upscale(a):
+    from drtl.upscale import _cmd_upscale as run
+
+    run(a)
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return v
+
+
+def add_adapt_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``drtl adapt`` on an argparse subparsers object (``drtl.orchestrate.adapt.add_adapt_parser``)."""
+    p = subparsers.add_parser(
+        "adapt", help="adapt an SR model to your camera from K of its LR/HR pairs (DRTL-Pre, one command)",
+        description="Import, validate and split your camera's pairs, relate them to the (cached) auxiliary "
+                    "distortions, pre-train with relation weights, fine-tune on K shots, evaluate on the rest.")
+    p.add_argument("--pairs", required=True, help="your pairs: a paired folder (HR/ + LR/) or a raw layout")
+    p.add_argument("--scale", type=int, required=True, help="2, 3 or 4")
+    p.add_argument("--shots", type=int, required=True, help="K: pairs used for training; the rest evaluate")
+    p.add_argument("--out", required=True, help="output folder (model.pt, summary.md, relation/, data/ ...)")
+    p.add_argument("--params", default=None,
+                   help="params file merged over the built-in adapt profile (default: the adapt profile)")
+    p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a param, e.g. -S finetune.iterations=500 (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="which K pairs are the shots, and training seeds")
+    p.add_argument("--aux-cache", default=None,
+                   help="aux cache root (default $DRTL_CACHE_DIR/aux, $XDG_CACHE_HOME/drtl/aux or ~/.cache/drtl/aux)")
+    p.add_argument("--layout", default="auto", choices=list(ADAPT_LAYOUTS),
+                   help="layout of --pairs (auto: HR/+LR/ or City100 NNNH/NNNL.PNG)")
+    p.add_argument("--names", default=None, help="use only these pairs, e.g. 001-020 or 001,005,010-012")
+    p.set_defaults(func=_cmd_adapt)
+    return p
+
+
+def add_upscale_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``drtl upscale INPUT... --model M --out DIR [--tile 256] [--overlap 16]
+    [--device cpu|cuda|auto] [--scale S] [--amp/--no-amp]`` on an argparse subparsers object
+    (``drtl.upscale.add_upscale_parser``)."""
+    p = subparsers.add_parser(
+        "upscale",
+        help="super-resolve images (files, folders, globs) with a trained drtl model file",
+        description="Super-resolve images with a drtl model file; writes DIR/<stem>_x<scale>.png (8-bit RGB).",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (their images) or glob patterns")
+    p.add_argument("--model", required=True, help="drtl model file (written by training / save_model)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--tile", type=_nonneg_int, default=UPSCALE_TILE,
+                   help=f"tile side in LR px, 0 = whole image (default {UPSCALE_TILE})")
+    p.add_argument("--overlap", type=_nonneg_int, default=UPSCALE_OVERLAP,
+                   help=f"context px around each tile (default {UPSCALE_OVERLAP})")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="default cpu; auto = cuda when available")
+    p.add_argument("--scale", type=int, default=None, help="expected scale; must match the model's")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast (default: on for CUDA, off for CPU)")
+    p.set_defaults(func=_cmd_upscale)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     from drtl.stages import STAGES
 
@@ -201,11 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     dv.add_argument("--file", default="dvc.yaml")
     _with_params(dv).set_defaults(func=_cmd_dvc)
 
-    from drtl.orchestrate.adapt import add_adapt_parser
-
     add_adapt_parser(sub)
-    from drtl.upscale import add_upscale_parser
-
     add_upscale_parser(sub)
     return parser
 

@@ -270,16 +270,6 @@ def upscale_paths(
 # CLI
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
-
-
 def _cmd_upscale(args: argparse.Namespace) -> None:
     written = upscale_paths(
         args.inputs,
@@ -296,22 +286,13 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
 
 def add_upscale_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``drtl upscale INPUT... --model M --out DIR [--tile 256] [--overlap 16]
-    [--device cpu|cuda|auto] [--scale S] [--amp/--no-amp]`` on an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "upscale",
-        help="super-resolve images (files, folders, globs) with a trained drtl model file",
-        description="Super-resolve images with a drtl model file; writes DIR/<stem>_x<scale>.png (8-bit RGB).",
-    )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (their images) or glob patterns")
-    p.add_argument("--model", required=True, help="drtl model file (written by training / save_model)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--tile", type=_nonneg_int, default=DEFAULT_TILE, help=f"tile side in LR px, 0 = whole image (default {DEFAULT_TILE})")
-    p.add_argument("--overlap", type=_nonneg_int, default=DEFAULT_OVERLAP, help=f"context px around each tile (default {DEFAULT_OVERLAP})")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="default cpu; auto = cuda when available")
-    p.add_argument("--scale", type=int, default=None, help="expected scale; must match the model's")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast (default: on for CUDA, off for CPU)")
-    p.set_defaults(func=_cmd_upscale)
-    return p
+    [--device cpu|cuda|auto] [--scale S] [--amp/--no-amp]`` on an argparse subparsers object.
+
+    The arguments are defined in :func:`drtl.cli.add_upscale_parser`, which imports only argparse
+    (``drtl --help`` must not import torch); the command runs :func:`_cmd_upscale` here."""
+    from drtl.cli import add_upscale_parser as add
+
+    return add(subparsers)
 
 
 __all__ = [

@@ -334,27 +334,12 @@ def _cmd_adapt(a) -> None:
 
 
 def add_adapt_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``drtl adapt`` on an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "adapt", help="adapt an SR model to your camera from K of its LR/HR pairs (DRTL-Pre, one command)",
-        description="Import, validate and split your camera's pairs, relate them to the (cached) auxiliary "
-                    "distortions, pre-train with relation weights, fine-tune on K shots, evaluate on the rest.")
-    p.add_argument("--pairs", required=True, help="your pairs: a paired folder (HR/ + LR/) or a raw layout")
-    p.add_argument("--scale", type=int, required=True, help="2, 3 or 4")
-    p.add_argument("--shots", type=int, required=True, help="K: pairs used for training; the rest evaluate")
-    p.add_argument("--out", required=True, help="output folder (model.pt, summary.md, relation/, data/ ...)")
-    p.add_argument("--params", default=None,
-                   help="params file merged over the built-in adapt profile (default: the adapt profile)")
-    p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a param, e.g. -S finetune.iterations=500 (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help="which K pairs are the shots, and training seeds")
-    p.add_argument("--aux-cache", default=None,
-                   help="aux cache root (default $DRTL_CACHE_DIR/aux, $XDG_CACHE_HOME/drtl/aux or ~/.cache/drtl/aux)")
-    p.add_argument("--layout", default="auto", choices=list(LAYOUTS),
-                   help="layout of --pairs (auto: HR/+LR/ or City100 NNNH/NNNL.PNG)")
-    p.add_argument("--names", default=None, help="use only these pairs, e.g. 001-020 or 001,005,010-012")
-    p.set_defaults(func=_cmd_adapt)
-    return p
+    """Register ``drtl adapt`` on an argparse subparsers object. The arguments are defined in
+    :func:`drtl.cli.add_adapt_parser` (argparse only: building the ``drtl`` parser imports nothing
+    heavy); the command runs :func:`_cmd_adapt` here."""
+    from drtl.cli import add_adapt_parser as add
+
+    return add(subparsers)
 
 
 def main(argv: list[str] | None = None) -> int:
