@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -159,10 +160,25 @@ def folder_fingerprint(folder: str | os.PathLike) -> str | None:
     return None
 
 
+def git_state(cwd: str | os.PathLike | None = None) -> tuple[str, bool | None]:
+    """``(git_commit(cwd), git_dirty(cwd))`` from one ``git status --porcelain=v2 --branch`` call
+    (its ``# branch.oid`` header is HEAD; any other line is a changed tracked file). Falls back to
+    the two calls when that one fails, so the answer is always theirs."""
+    cwd = Path(cwd or Path.cwd())
+    out = _git(["status", "--porcelain=v2", "--branch", "--untracked-files=no"], cwd)
+    if out is None:
+        return git_commit(cwd), None
+    lines = out.splitlines()
+    oid = next((ln.split()[2] for ln in lines if ln.startswith("# branch.oid ") and len(ln.split()) > 2), "")
+    commit = oid if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", oid) else (git_commit(cwd) if oid != "(initial)" else "unknown")
+    return commit, any(not ln.startswith("#") for ln in lines if ln.strip())
+
+
 def provenance(params: dict | None = None, cwd: str | os.PathLike | None = None) -> dict:
     """git commit (and dirty flag), dvc.lock hash, params hash, DVC stage / experiment name."""
     cwd = Path(cwd or Path.cwd())
-    p = {"git_commit": git_commit(cwd), "git_dirty": git_dirty(cwd), "dvc_lock_sha256": dvc_lock_sha256(cwd)}
+    commit, dirty = git_state(cwd)
+    p = {"git_commit": commit, "git_dirty": dirty, "dvc_lock_sha256": dvc_lock_sha256(cwd)}
     if params is not None:
         p["params_sha256"] = sha256_json({k: v for k, v in params.items() if k != "tracking"})
     for env, key in (("DVC_STAGE", "dvc_stage"), ("DVC_EXP_NAME", "dvc_exp_name")):
