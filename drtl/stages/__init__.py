@@ -98,7 +98,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           artifacts=("model.pt",), product="model.pt", param_paths=("target.pool",)),
     Stage("evaluate", "drtl.stages.evaluate:run", "PSNR/SSIM (Y, crop = scale) of a method on a paired folder",
           reads=("target.scale", "device"),
-          args=(Arg("method", "str", default="bicubic", choices=METHOD_NAMES),
+          args=(Arg("method", "str", default="bicubic", help="bicubic, a method of the table "
+                    f"({', '.join(METHOD_NAMES[1:])}) or any label for your own model"),
                 Arg("data", "path", help="paired folder (default: target.test)", context="target_test"),
                 Arg("model", "path", help="model file (every method but bicubic)"),
                 Arg("shots", "int"), Arg("seed", "int"),

@@ -80,6 +80,10 @@ def evaluate(method: str, data: str | Path, scale: int, out: str | Path | None =
 def run(params: dict, inputs: dict, out: Path) -> dict:
     """Stage contract (drtl.stages): ``out`` is a run folder (``out/eval.json``), a ``.json`` path, or
     None (numbers only, nothing written)."""
+    if out is not None and not Path(out).suffix and Path(out).is_dir() and any(Path(out).iterdir()) and not any(
+            (Path(out) / f).is_file() for f in ("eval.json", "run.json", "fingerprint.json")):
+        raise ConfigError(f"--out {out}: is a folder; give the JSON report's file path (e.g. {Path(out) / 'eval.json'}) "
+                          "or a new run folder")  # a folder of other files is never written into
     dest = None if out is None else (Path(out) if Path(out).suffix else Path(out) / "eval.json")
     report = evaluate(inputs.get("method") or "bicubic", inputs.get("data") or params["target"]["test"],
                       int(inputs.get("scale") or params["target"]["scale"]), dest,
