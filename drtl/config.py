@@ -254,11 +254,21 @@ def load_params(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def apply_threads(p: dict) -> None:
-    """Set torch's intra-op threads from ``params['threads']`` (0 = leave torch's default)."""
-    if int(p.get("threads") or 0) > 0:
-        import torch
+    """Set torch's intra-op threads from ``params['threads']`` (0 = leave torch's default).
 
-        torch.set_num_threads(int(p["threads"]))
+    Without importing torch (1.5-2 s) in a process that may not need it: when torch is not loaded
+    yet, ``OMP_NUM_THREADS`` is set, which torch reads for its intra-op thread count when imported.
+    """
+    n = int(p.get("threads") or 0)
+    if n <= 0:
+        return
+    import os
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(n)
 
 
 def check_params(p: dict) -> None:

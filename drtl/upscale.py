@@ -284,22 +284,10 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
     print(f"upscaled {len(written)} image(s) with {args.model} into {args.out}")
 
 
-def add_upscale_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``drtl upscale INPUT... --model M --out DIR [--tile 256] [--overlap 16]
-    [--device cpu|cuda|auto] [--scale S] [--amp/--no-amp]`` on an argparse subparsers object.
-
-    The arguments are defined in :func:`drtl.cli.add_upscale_parser`, which imports only argparse
-    (``drtl --help`` must not import torch); the command runs :func:`_cmd_upscale` here."""
-    from drtl.cli import add_upscale_parser as add
-
-    return add(subparsers)
-
-
 __all__ = [
     "DEFAULT_OVERLAP",
     "DEFAULT_TILE",
     "check_tiling",
-    "add_upscale_parser",
     "expand_inputs",
     "output_name",
     "tile_grid",

@@ -90,4 +90,4 @@ def test_sigkill_then_resume_is_bit_identical(pool, tmp_path):
     assert (killed / "model.pt").read_bytes() == (clean / "model.pt").read_bytes()
     # what remains besides the outputs is dot-prefixed (the final checkpoint, maybe a stale temp file)
     visible = sorted(p.name for p in killed.iterdir() if not p.name.startswith("."))
-    assert visible == ["history.json", "model.pt"]
+    assert visible == ["history.json", "model.pt", "run.json"]  # run.json: the run's record (drtl.records)

@@ -79,7 +79,7 @@ def test_library_parser_entry_points_still_work():
     import argparse
 
     from drtl.orchestrate.adapt import add_adapt_parser
-    from drtl.upscale import add_upscale_parser
+    from drtl.cli import add_upscale_parser
 
     parser = argparse.ArgumentParser(prog="drtl")
     sub = parser.add_subparsers(dest="cmd", required=True)

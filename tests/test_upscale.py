@@ -13,7 +13,8 @@ from drtl.archs import build_arch
 from drtl.errors import ConfigError, DataError, ModelError
 from drtl.io import ImageConversionWarning, read_image
 from drtl.modelio import save_model
-from drtl.upscale import add_upscale_parser, expand_inputs, tile_grid, upscale_image, upscale_paths
+from drtl.cli import add_upscale_parser
+from drtl.upscale import expand_inputs, tile_grid, upscale_image, upscale_paths
 
 
 def _model(scale=2, seed=0):

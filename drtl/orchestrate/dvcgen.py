@@ -75,7 +75,7 @@ def code_deps(module: str) -> list[str]:
         for i in range(2, len(parts)):  # importing a.b.c runs a/b/__init__.py too
             todo.append(".".join(parts[:i]))
         f = _module_file(name)
-        if f is not None:
+        if f is not None and name not in PLUMBING:  # plumbing's own (lazy) imports are not the stage's
             todo += sorted(_imports(f))
     files = {_module_file(n) for n in seen - PLUMBING if _module_file(n)}
     return sorted(f.relative_to(REPO_ROOT).as_posix() for f in files)
