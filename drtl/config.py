@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from drtl.errors import ConfigError
+from drtl.methods import FRESH, UPPER_BOUND_INITS
 from drtl.methods import METHOD_NAMES as METHODS  # the method registry is the one definition
 
 # The super-resolution scales the project supports, everywhere (import, validation, params, models).
@@ -42,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
              "meta_batch": 4, "first_order": True, "support_batch": 4, "query_batch": 4,
              "log_every": 25, "checkpoint_every": 0},
     "finetune": {"iterations": 200, "batch": 16, "lr_patch": 32, "lr": 1e-4, "schedule": "constant",
-                 "log_every": 25, "checkpoint_every": 0, "upper_bound_init": "scratch"},
+                 "log_every": 25, "checkpoint_every": 0, "upper_bound_init": FRESH},
     "experiment": {"shots": [1, 5, 10], "seeds": [0, 1], "methods": list(METHODS)},
     "tracking": {"uri": "sqlite:///mlflow.db", "experiment": "drtl", "enabled": True},
 }
@@ -170,7 +171,7 @@ SCHEMA: dict[str, Spec] = {
     "meta.query_batch": Int(1), "meta.log_every": Int(1), "meta.checkpoint_every": Int(0),
     "finetune.iterations": Int(1), "finetune.batch": Int(1), "finetune.lr_patch": Int(8), "finetune.lr": _POS,
     "finetune.schedule": Str(SCHEDULES), "finetune.log_every": Int(1), "finetune.checkpoint_every": Int(0),
-    "finetune.upper_bound_init": Str(("scratch", "pretrain")),
+    "finetune.upper_bound_init": Str(UPPER_BOUND_INITS),
     "experiment.shots": List(Int(1), scalar_ok=True), "experiment.seeds": List(Int(0), scalar_ok=True),
     "experiment.methods": List(Str(METHODS), expect=f"a non-empty list of methods from {', '.join(METHODS)}"),
     "tracking.uri": Str(), "tracking.experiment": Str(), "tracking.enabled": Bool(),

@@ -87,6 +87,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 )}
 
 METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
+BASELINE: str = next(m.name for m in METHODS.values() if not m.trains)  # the row without a model (bicubic)
+FRESH = "scratch"  # finetune.upper_bound_init value for fresh weights; any other value names a method's source
+UPPER_BOUND_INITS: tuple[str, ...] = (FRESH, "pretrain")
 STAGE_VARIANTS: dict[str, tuple[str, ...]] = {
     st: tuple(dict.fromkeys(s.variant for s in SOURCES.values() if s.stage == st)) for st in ("pretrain", "metatrain")}
 TRAINED_METHODS: tuple[str, ...] = tuple(m.name for m in METHODS.values() if m.trains)
@@ -103,8 +106,8 @@ def init_source(method: Method, finetune_params: dict | None = None) -> Source |
     """The source run a method's fine-tuning starts from (None: fresh weights)."""
     key = method.init
     if method.init_param is not None:
-        choice = (finetune_params or {}).get(method.init_param, "scratch")
-        key = None if choice == "scratch" else get_method(choice).init
+        choice = (finetune_params or {}).get(method.init_param, FRESH)
+        key = None if choice == FRESH else get_method(choice).init
     return SOURCES[key] if key else None
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
-from drtl.methods import METHOD_NAMES, STAGE_VARIANTS, TRAINED_METHODS
+from drtl.methods import BASELINE, STAGE_VARIANTS, TRAINED_METHODS
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           artifacts=("model.pt",), product="model.pt", param_paths=("target.pool",)),
     Stage("evaluate", "drtl.stages.evaluate:run", "PSNR/SSIM (Y, crop = scale) of a method on a paired folder",
           reads=("target.scale", "device"),
-          args=(Arg("method", "str", default="bicubic", help="bicubic, a method of the table "
-                    f"({', '.join(METHOD_NAMES[1:])}) or any label for your own model"),
+          args=(Arg("method", "str", default=BASELINE, help=f"{BASELINE}, a method of the table "
+                    f"({', '.join(TRAINED_METHODS)}) or any label for your own model"),
                 Arg("data", "path", help="paired folder (default: target.test)", context="target_test"),
                 Arg("model", "path", help="model file (every method but bicubic)"),
                 Arg("shots", "int"), Arg("seed", "int"),

@@ -11,6 +11,7 @@ import numpy as np
 from drtl.data.folder import load_pairs
 from drtl.config import check_scale
 from drtl.errors import ConfigError
+from drtl.methods import BASELINE
 from drtl.io import clean_stale_temps, write_text
 from drtl.metrics import psnr, ssim
 from drtl.progress import progress
@@ -48,8 +49,8 @@ def evaluate(method: str, data: str | Path, scale: int, out: str | Path | None =
     per-image numbers, and the run's identity (method, shots, seed, model path).
     """
     scale = check_scale(scale)
-    if model is None and method != "bicubic":
-        raise ConfigError(f"method {method!r} needs --model (only bicubic runs without a model)")
+    if model is None and method != BASELINE:
+        raise ConfigError(f"method {method!r} needs --model (only {BASELINE} runs without a model)")
     if out is not None and Path(out).is_dir():
         raise ConfigError(f"--out {out}: is a folder; give the JSON report's file path, e.g. {Path(out) / 'eval.json'}")
     if tile is not None:
@@ -85,7 +86,7 @@ def run(params: dict, inputs: dict, out: Path) -> dict:
         raise ConfigError(f"--out {out}: is a folder; give the JSON report's file path (e.g. {Path(out) / 'eval.json'}) "
                           "or a new run folder")  # a folder of other files is never written into
     dest = None if out is None else (Path(out) if Path(out).suffix else Path(out) / "eval.json")
-    report = evaluate(inputs.get("method") or "bicubic", inputs.get("data") or params["target"]["test"],
+    report = evaluate(inputs.get("method") or BASELINE, inputs.get("data") or params["target"]["test"],
                       int(inputs.get("scale") or params["target"]["scale"]), dest,
                       inputs.get("model"), inputs.get("shots"), inputs.get("seed"),
                       inputs.get("device") or params["device"], inputs.get("tile"))

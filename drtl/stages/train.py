@@ -24,7 +24,7 @@ from drtl.data.folder import load_pairs, read_manifest
 from drtl.data.patches import PairSampler
 from drtl.errors import ConfigError, DataError
 from drtl.io import write_text
-from drtl.methods import TRAINED_METHODS
+from drtl.methods import STAGE_VARIANTS, TRAINED_METHODS, source_for
 from drtl.stages.relation import load_weights, run_key, shot_names
 from drtl.stages.synthesize import load_synth
 from drtl.train import MetaConfig, TrainConfig, finetune, maml_train, pretrain
@@ -61,8 +61,8 @@ def _samplers(pairs_per_task, scale, patch, what):
         raise ConfigError(f"{what}.lr_patch={patch}: {exc}") from None
 
 
-def _aux_weights(method: str, relation_dir, shots, seed, names):
-    if method in ("uniform", "maml"):
+def _aux_weights(stage: str, method: str, relation_dir, shots, seed, names):
+    if not source_for(stage, method).weighted:
         return None
     if shots is None:
         raise ConfigError(f"method {method!r} needs --shots and --seed (its weights depend on the K target shots)")
@@ -72,11 +72,11 @@ def _aux_weights(method: str, relation_dir, shots, seed, names):
 def pretrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int, section: dict, seed: int,
                  shots: int | None = None, device: str = "cpu", on_log=None) -> dict:
     """Multi-task pre-training on the auxiliary tasks; ``method`` is 'uniform' or 'drtl'."""
-    if method not in ("uniform", "drtl"):
-        raise ConfigError(f"pretrain method must be 'uniform' or 'drtl', got {method!r}")
+    if method not in STAGE_VARIANTS["pretrain"]:
+        raise ConfigError(f"pretrain method must be one of {', '.join(STAGE_VARIANTS['pretrain'])}, got {method!r}")
     tasks, pairs, info = load_synth(synth, "train")
     names = [t.name for t in tasks]
-    w = _aux_weights("uniform" if method == "uniform" else "drtl", relation_dir, shots, seed, names)
+    w = _aux_weights("pretrain", method, relation_dir, shots, seed, names)
     cfg = train_config(section, seed, device)
     model = _fresh_model(arch, scale, seed)
     out = Path(out)
@@ -91,11 +91,11 @@ def pretrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int, 
 def metatrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int, section: dict, seed: int,
                   shots: int | None = None, device: str = "cpu", on_log=None) -> dict:
     """(First-order) MAML over the auxiliary tasks; ``method`` is 'maml' or 'drtl'."""
-    if method not in ("maml", "drtl"):
-        raise ConfigError(f"metatrain method must be 'maml' or 'drtl', got {method!r}")
+    if method not in STAGE_VARIANTS["metatrain"]:
+        raise ConfigError(f"metatrain method must be one of {', '.join(STAGE_VARIANTS['metatrain'])}, got {method!r}")
     tasks, pairs, info = load_synth(synth, "train")
     names = [t.name for t in tasks]
-    w = _aux_weights(method, relation_dir, shots, seed, names)
+    w = _aux_weights("metatrain", method, relation_dir, shots, seed, names)
     cfg = train_config(section, seed, device)
     mcfg = MetaConfig(**{k: section[k] for k in ("inner_steps", "inner_lr", "meta_batch", "first_order",
                                                  "support_batch", "query_batch")})
