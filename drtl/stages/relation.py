@@ -29,6 +29,7 @@ from drtl.data.folder import pair_paths
 from drtl.errors import ConfigError, DataError
 from drtl.relation import (DRNConfig, build_graph, embed_images, evaluate_drn, export_graph, plot_weights,
                            ranking_table, relation_weights, similarities, train_drn, uniform_weights)
+from drtl.relation.drnfile import save_drn
 from drtl.stages.synthesize import load_synth
 
 
@@ -50,19 +51,9 @@ def _samplers(pairs, scale, patch):
 
 def _load_drn(path: str | Path):
     """(encoder, bank, task names, families, DRN config, metrics) from a ``drn.pt`` this stage wrote."""
-    from drtl.errors import ModelError
-    from drtl.relation import MemoryBank
+    from drtl.relation.drnfile import load_drn
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        encoder = build_arch(dict(state["arch"]))
-        encoder.load_state_dict(state["encoder"])
-        protos = state["bank"]["prototypes"]
-        bank = MemoryBank(protos.shape[0], protos.shape[1])
-        bank.load_state_dict(state["bank"])
-    except Exception as exc:  # a damaged or foreign file
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise ModelError(f"{path}: unreadable relation network ({type(exc).__name__}: {first})") from None
+    encoder, bank, state = load_drn(path)
     ev_path = Path(path).with_name("drn_eval.json")
     ev = json.loads(ev_path.read_text()) if ev_path.is_file() else {}
     acc = (ev.get("history") or {}).get("accuracy") or []  # final_accuracy: mean over the last 10% of steps
@@ -123,8 +114,7 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
             if ev_path.is_file():
                 shutil.copyfile(ev_path, tmp / "drn_eval.json")
         else:
-            torch.save({"encoder": encoder.state_dict(), "arch": encoder.arch_cfg, "bank": bank.state_dict(),
-                        "tasks": names, "families": fams, "config": cfg.to_dict()}, tmp / "drn.pt")
+            save_drn(tmp / "drn.pt", encoder, bank, names, fams, cfg.to_dict())
             (tmp / "drn_eval.json").write_text(json.dumps({**ev, "tasks": names, "history": {
                 "loss": hist["loss"], "accuracy": hist["accuracy"]}}, indent=1) + "\n")
         weights, top = {}, {}
