@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.drtl-installed
 
-.PHONY: setup run test bench clean city100
+.PHONY: setup run test bench clean city100 browser
 
 setup: $(STAMP)
 
@@ -35,7 +35,15 @@ city100: setup
 	$(BIN)/drtl experiment --params configs/city100_x2.yaml
 	@cat outputs/city100_x2/reports/results.md
 
-test: setup
+# The MLflow UI browser test (tests/test_mlflow_ui.py) drives Debian's chromium through Playwright
+# (no `playwright install`, no browser download): installed once, quietly; a no-op when present.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$${DRTL_SKIP_BROWSER:-0}" != 1 ]; then \
+	  { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >/dev/null 2>&1 || \
+	  echo "make: could not install chromium with apt-get; tests/test_mlflow_ui.py will fail" >&2; fi
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 bench: setup
