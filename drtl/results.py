@@ -70,8 +70,9 @@ def plot(agg, path: str | Path) -> None:
         fig.savefig(tmp, format="png")
 
 
-def write_report(full, out_dir: str | Path) -> None:
-    """``results.csv``, ``aggregate.csv``, ``results.md`` and ``psnr_vs_shots.png`` in ``out_dir``."""
+def write_report(full, out_dir: str | Path):
+    """``results.csv``, ``aggregate.csv``, ``results.md`` and ``psnr_vs_shots.png`` in ``out_dir``;
+    returns the aggregate table."""
     from drtl.io import atomic_path, write_text
 
     out = Path(out_dir)
@@ -82,3 +83,4 @@ def write_report(full, out_dir: str | Path) -> None:
         agg.to_csv(tmp, index=False, float_format="%.6f")
     write_text(out / "results.md", markdown(agg))
     plot(agg, out / "psnr_vs_shots.png")
+    return agg

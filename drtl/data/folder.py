@@ -12,7 +12,6 @@ synthesis. Loaders return numpy HWC RGB uint8 arrays.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from drtl.records import sha256_file  # noqa: F401  (one file hash for manifests and records)
 from drtl.errors import DataError
 from drtl.io import IMAGE_EXTS, atomic_folder, atomic_path, clean_stale_temps, image_info, read_image
 
@@ -30,13 +30,6 @@ MANIFEST_COLUMNS = [
     "hr_sha256", "lr_sha256",
 ]
 
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _image_files(folder: Path) -> dict[str, Path]:
@@ -87,15 +80,21 @@ def check_pair_shape(name_or_path, lr: np.ndarray, hr: np.ndarray, scale: int) -
         )
 
 
+def select_pairs(root: str | os.PathLike, names: list[str] | None = None) -> list[tuple[str, Path, Path]]:
+    """(name, lr_path, hr_path) of the pairs in ``root``; ``names`` restricts and orders them."""
+    paths = pair_paths(root)
+    if names is None:
+        return paths
+    by_name = {n: (lp, hp) for n, lp, hp in paths}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise DataError(f"{root}: no pair named {', '.join(unknown[:5])}")
+    return [(n, *by_name[n]) for n in names]
+
+
 def load_pairs(root: str | os.PathLike, scale: int, names: list[str] | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Load (name, lr, hr) uint8 arrays, checking sizes. ``names`` restricts and orders the pairs."""
-    paths = pair_paths(root)
-    if names is not None:
-        by_name = {n: (lp, hp) for n, lp, hp in paths}
-        unknown = [n for n in names if n not in by_name]
-        if unknown:
-            raise DataError(f"{root}: no pair named {', '.join(unknown[:5])}")
-        paths = [(n, *by_name[n]) for n in names]
+    paths = select_pairs(root, names)
     out = []
     for name, lp, hp in paths:
         lr, hr = read_image(lp), read_image(hp)

@@ -24,7 +24,6 @@ interrupted training run resumes from its checkpoint, a run whose inputs changed
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -35,7 +34,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from drtl.errors import DRTLError
 from drtl.orchestrate.adapt_data import (CACHE_VERSION, LAYOUTS, SAMPLE_TOKEN, aux_fingerprint,  # noqa: F401
                                          default_cache_root, detect_layout, import_pairs, out_folder,
                                          resolve_aux_sources, split_pairs)
@@ -333,38 +331,11 @@ def _cmd_adapt(a) -> None:
         print(f"adapted x{s['scale']} model for K={s['shots']} -> {s['model']} (no pair left to evaluate)", flush=True)
 
 
-def add_adapt_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``drtl adapt`` on an argparse subparsers object. The arguments are defined in
-    :func:`drtl.cli.add_adapt_parser` (argparse only: building the ``drtl`` parser imports nothing
-    heavy); the command runs :func:`_cmd_adapt` here."""
-    from drtl.cli import add_adapt_parser as add
-
-    return add(subparsers)
-
-
 def main(argv: list[str] | None = None) -> int:
-    """``python -m drtl.orchestrate.adapt --pairs ...`` (the same as ``drtl adapt ...``)."""
-    import warnings
+    """``python -m drtl.orchestrate.adapt --pairs ...``: the same as ``drtl adapt ...``."""
+    from drtl.cli import main as drtl_main
 
-    parser = argparse.ArgumentParser(prog="drtl")
-    add_adapt_parser(parser.add_subparsers(dest="cmd", required=True))
-    args = parser.parse_args(["adapt", *(sys.argv[1:] if argv is None else argv)])
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        print(f"drtl: warning: {message}", file=sys.stderr)
-
-    saved, warnings.showwarning = warnings.showwarning, show
-    try:
-        args.func(args)
-    except DRTLError as exc:
-        print(f"drtl: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("drtl: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        warnings.showwarning = saved
-    return 0
+    return drtl_main(["adapt", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -61,17 +61,11 @@ def _import_paired(src: Path, dst: Path, scale: int, names: list[str] | None) ->
     Registered pairs (every LR at the HR size) are downscaled like City100 instead. A folder whose
     pairs are at another scale is refused with the scale to pass.
     """
-    from drtl.data.folder import read_manifest, write_pairs
+    from drtl.data.folder import read_manifest, select_pairs, write_pairs
     from drtl.data.importers import _pairs
     from drtl.io import image_info
 
-    paths = pair_paths(src)
-    if names is not None:
-        by = {n: (lp, hp) for n, lp, hp in paths}
-        missing = [n for n in names if n not in by]
-        if missing:
-            raise DataError(f"{src}: no pair named {', '.join(missing[:5])}")
-        paths = [(n, *by[n]) for n in names]
+    paths = select_pairs(src, names)
     ratios = {}
     for n, lp, hp in paths:
         try:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from drtl.errors import DataError
-from drtl.io import atomic_path, clean_stale_temps, write_text
-from drtl.results import COLUMNS, aggregate, markdown, plot, sort_rows  # noqa: F401  (the table, defined once)
+from drtl.io import clean_stale_temps, write_text
+from drtl.results import COLUMNS, sort_rows, write_report
 
 
 def collect(eval_paths: list[str | Path], expand_shots: list[int] | None = None) -> pd.DataFrame:
@@ -42,13 +42,7 @@ def report(eval_paths: list[str | Path], out: str | Path, expand_shots: list[int
     out = Path(out)
     clean_stale_temps(out)  # temporaries of an earlier report run that was killed
     df = collect(eval_paths, expand_shots)
-    agg = aggregate(df)
-    with atomic_path(out / "results.csv") as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6f")
-    with atomic_path(out / "aggregate.csv") as tmp:
-        agg.to_csv(tmp, index=False, float_format="%.6f")
-    write_text(out / "results.md", markdown(agg))
-    plot(agg, out / "psnr_vs_shots.png")
+    agg = write_report(df, out)
     nested = dvc_metrics(agg)
     write_text(out / "metrics.json", json.dumps(nested, indent=1) + "\n")
     # flat headline numbers (method_kK_psnr_y: mean PSNR-Y) for callers that log scalars (Kubeflow)

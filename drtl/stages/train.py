@@ -25,7 +25,7 @@ from drtl.data.patches import PairSampler
 from drtl.errors import ConfigError, DataError
 from drtl.io import write_text
 from drtl.methods import STAGE_VARIANTS, TRAINED_METHODS, source_for
-from drtl.stages.relation import load_weights, run_key, shot_names
+from drtl.stages.relation import load_weights, shot_names
 from drtl.stages.synthesize import load_synth
 from drtl.train import MetaConfig, TrainConfig, finetune, maml_train, pretrain
 
