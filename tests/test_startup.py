@@ -75,11 +75,10 @@ def test_parser_defaults_match_their_modules():
     assert (cli.UPSCALE_TILE, cli.UPSCALE_OVERLAP) == (DEFAULT_TILE, DEFAULT_OVERLAP)
 
 
-def test_library_parser_entry_points_still_work():
+def test_parser_entry_points_work():
     import argparse
 
-    from drtl.orchestrate.adapt import add_adapt_parser
-    from drtl.cli import add_upscale_parser
+    from drtl.cli import add_adapt_parser, add_upscale_parser
 
     parser = argparse.ArgumentParser(prog="drtl")
     sub = parser.add_subparsers(dest="cmd", required=True)
