@@ -8,7 +8,7 @@ browser download) opens the runs table (evaluation runs, sorted by name, with th
 (the aggregate as metrics; its charts of PSNR-Y against K, one per method). Screenshots go to the
 test's tmp folder: runs_table.png, compare.png, parent.png, psnr_vs_k_charts.png.
 
-Needs ``/usr/bin/chromium`` (``.ci/run`` installs it: ``apt-get install -y --no-install-recommends
+Needs ``/usr/bin/chromium`` (``make test`` installs it: ``apt-get install -y --no-install-recommends
 chromium``); without it the test FAILS, unless ``DRTL_SKIP_BROWSER=1`` is set.
 """
 
