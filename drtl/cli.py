@@ -119,6 +119,7 @@ def _add_stage(sub, spec):
 
 
 def _cmd_stage(a):
+    from drtl.records import IDENTITY_KEYS
     from drtl.runner import execute
     from drtl.stages import get_stage
 
@@ -134,12 +135,9 @@ def _cmd_stage(a):
         from drtl.errors import ConfigError
 
         raise ConfigError(f"drtl {a.stage}: --out is required")
-    if a.stage == "evaluate" and out is None:  # print the numbers, write nothing
-        m = get_stage("evaluate").fn(p, inputs, None)
-    else:
-        m = execute(a.stage, p, inputs, out)
+    m = execute(a.stage, p, inputs, out)  # evaluate without --out: the numbers only, nothing written
     shown = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
-    ident = " ".join(f"{k}={inputs[k]}" for k in ("method", "shots", "seed") if inputs.get(k) is not None)
+    ident = " ".join(f"{k}={inputs[k]}" for k in IDENTITY_KEYS if inputs.get(k) is not None)
     print(f"{a.stage}{' ' + ident if ident else ''}: {shown or 'done'}{' -> ' + str(out) if out else ''}")
 
 

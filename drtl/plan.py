@@ -37,10 +37,6 @@ class Run:
     def id(self) -> str:
         return f"{self.stage}/{self.name}"
 
-    @property
-    def identity(self) -> dict:
-        return {k: self.inputs[k] for k in ("method", "shots", "seed") if self.inputs.get(k) is not None}
-
 
 @dataclass(frozen=True)
 class Roots:
@@ -146,7 +142,7 @@ def eval_outputs(params: dict) -> list[str]:
     return [e.out for e in eval_runs(params)]
 
 
-def plan(params: dict, reports: str | None = None, validate: bool = True) -> list[Run]:
+def plan(params: dict, reports: str | None = None) -> list[Run]:
     """Every run of the experiment, each after the runs it depends on, without duplicates.
 
     Order: validate, synthesize, relation, then per seed the sources, fine-tunings and
@@ -158,10 +154,8 @@ def plan(params: dict, reports: str | None = None, validate: bool = True) -> lis
     def add(run: Run) -> None:
         runs.setdefault(run.id, run)
 
-    if validate:
-        add(validate_run(r))
-    add(synthesize_run(r) if validate else Run("synthesize", "synth", r.folder("synthesize"), {}, (),
-                                                  group="synthesize"))
+    add(validate_run(r))
+    add(synthesize_run(r))
     evals = eval_runs(params, r)
     ft = params["finetune"]
     later: list[Run] = []
@@ -182,10 +176,6 @@ def plan(params: dict, reports: str | None = None, validate: bool = True) -> lis
         add(run)
     add(report_run(r, evals))
     return list(runs.values())
-
-
-def by_id(runs: list[Run]) -> dict[str, Run]:
-    return {r.id: r for r in runs}
 
 
 __all__ = ["Run", "Roots", "roots", "plan", "eval_runs", "eval_outputs", "cells", "methods_of", "run_name",

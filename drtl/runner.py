@@ -60,23 +60,23 @@ def _measurements(metrics) -> dict:
     return out
 
 
-def execute(stage: str, params: dict, inputs: dict, out, *, name: str | None = None, on_log=None,
-            record: bool = True) -> dict:
+def execute(stage: str, params: dict, inputs: dict, out, *, name: str | None = None, on_log=None) -> dict:
     """Run ``stage`` with ``inputs`` into ``out``; returns its metrics and writes ``<out>/run.json``.
 
     ``inputs`` may hold None for optional args; ``name`` defaults to the output's folder name.
+    ``out`` None (``drtl evaluate`` without ``--out``: print the numbers only): nothing is written.
     ``on_log``: called with each training log entry (progress lines of long runs).
     """
     from drtl.config import apply_threads
 
     spec = get_stage(stage)
     apply_threads(params)
-    out = Path(out)
+    out = None if out is None else Path(out)
     t0 = time.time()
     with _hook(on_log):
         metrics = spec.fn(params, dict(inputs), out) or {}
     duration = time.time() - t0
-    if record:
+    if out is not None:
         folder = out if not out.suffix else out.parent
         rec = RunRecord(
             stage=stage, name=name or (out.stem if out.suffix else out.name),

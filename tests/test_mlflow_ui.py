@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from scripts.mlflow_ui_screenshot import stop_server
 
 CHROMIUM = os.environ.get("DRTL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -68,20 +69,6 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90)
             pass
         time.sleep(0.3)
     pytest.fail(f"mlflow ui did not answer {url} within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop the server we started: its own process group (uvicorn and its worker), by its PID."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-    except ProcessLookupError:
-        pass
 
 
 def test_mlflow_ui_runs_table_and_compare_view(tmp_path):
@@ -215,6 +202,6 @@ def test_mlflow_ui_runs_table_and_compare_view(tmp_path):
         assert client.get_run(pid).info.status == "FINISHED"
         lap("logged over HTTP")
     finally:
-        _stop(proc)
+        stop_server(proc)  # its own process group, by its PID
     for shot in ("runs_table.png", "compare.png", "parent.png", "psnr_vs_k_charts.png"):
         assert (tmp_path / shot).stat().st_size > 10_000

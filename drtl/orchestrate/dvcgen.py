@@ -23,6 +23,7 @@ import yaml
 
 from drtl.errors import ConfigError
 from drtl.plan import Run, plan
+from drtl.runner import section
 from drtl.stages import get_stage
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]       # .../drtl
@@ -105,10 +106,8 @@ def command(run: Run) -> str:
 def _param_path_deps(spec, params: dict) -> list[str]:
     deps = []
     for key in spec.param_paths:
-        cur = params
-        for part in key.split("."):
-            cur = cur[part]
-        deps += [f"${{{key}}}"] if isinstance(cur, str) else [str(x) for x in cur]
+        value = section(params, key)
+        deps += [f"${{{key}}}"] if isinstance(value, str) else [str(x) for x in value]
     return deps
 
 

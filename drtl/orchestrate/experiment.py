@@ -27,8 +27,10 @@ def run_fingerprint(run: Run, params: dict, done: dict[str, str], outs: dict[str
     """What a run's result depends on: stage, inputs, params it reads, data content, upstream runs
     (``done``: fingerprints by run id; ``outs``: output paths by run id)."""
     spec = get_stage(run.stage)
-    data = {k: folder_fingerprint(section(params, k)) if isinstance(section(params, k), str)
-            else [folder_fingerprint(x) for x in section(params, k)] for k in spec.param_paths}
+    data = {}
+    for k in spec.param_paths:  # data folders named by params (a path or a list of paths)
+        v = section(params, k)
+        data[k] = folder_fingerprint(v) if isinstance(v, str) else [folder_fingerprint(x) for x in v]
     for a in spec.args:  # path inputs that no run of the plan makes (data folders given by the user)
         v = run.inputs.get(a.name)
         if a.kind == "path" and v and not any(str(v).startswith(outs[d]) for d in run.deps):
