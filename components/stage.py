@@ -87,14 +87,10 @@ def run_stage(stage: str, params: str, out: Output[Artifact], name: str = "", me
     inputs = {k: v for k, v in given.items() if k in names and v is not None}
     chain = list(flat(evals))
     with tempfile.TemporaryDirectory() as tmp:
-        if "evals" in names and chain:
-            seen, inputs["evals"] = set(), []
-            for r in chain:
-                key = (r["method"], r.get("shots"), r.get("seed"))
-                if key not in seen:
-                    seen.add(key)
-                    inputs["evals"].append(str(Path(tmp) / f"eval_{len(seen):04d}.json"))
-                    Path(inputs["evals"][-1]).write_text(json.dumps(r))
+        if "evals" in names and chain:  # the report keeps one report per (method, shots, seed)
+            inputs["evals"] = [str(Path(tmp) / f"eval_{i:04d}.json") for i in range(len(chain))]
+            for path, r in zip(inputs["evals"], chain):
+                Path(path).write_text(json.dumps(r))
             chain = []
         run = name.format(shots=given["shots"], seed=given["seed"]) if name else None
         metrics = execute(stage, p, inputs, out.path, name=run)

@@ -22,13 +22,19 @@ from drtl.results import COLUMNS, sort_rows, write_report
 
 def collect(eval_paths: list[str | Path], expand_shots: list[int] | None = None) -> pd.DataFrame:
     """Rows from evaluation reports. A report with ``shots: null`` (bicubic, upper_bound: methods
-    that do not depend on K) is repeated for every K of ``expand_shots`` so the table is complete."""
-    rows = []
+    that do not depend on K) is repeated for every K of ``expand_shots`` so the table is complete.
+    The same run (method, shots, seed) given twice counts once, its first report: Kubeflow evaluates
+    K-independent runs once per cell of its sweep."""
+    rows, seen = [], set()
     for p in eval_paths:
         p = Path(p)
         if not p.is_file():
             raise DataError(f"{p}: evaluation report not found; run the evaluate stage first")
         r = json.loads(p.read_text())
+        key = (r["method"], r.get("shots"), r.get("seed"))
+        if key in seen:
+            continue
+        seen.add(key)
         ks = [r["shots"]] if r.get("shots") is not None else list(expand_shots or [0])
         for k in ks:
             rows.append({"method": r["method"], "shots": int(k), "seed": int(r["seed"] or 0),
