@@ -22,9 +22,9 @@ Conventions the pipeline and the body share:
   The return value is ``evals`` plus this run's own JSON product when the run has an identity (an
   evaluation report): the evaluations of one sweep cell are chained, so the report collects ONE
   output over the loop (kfp 2.17's local runner cannot pass a list of ``dsl.Collected``). A stage
-  that takes ``evals`` (the report) gets them as files, one per (method, shots, seed): a
-  K-independent evaluation (bicubic, upper bound; shots null) made in several cells of one seed
-  is kept once.
+  that takes ``evals`` (the report) gets them as files; the report stage keeps one per (method,
+  shots, seed), so a K-independent evaluation (bicubic, upper bound; shots null) made in several
+  cells of one seed counts once.
 
 ``drtl`` is imported inside the body (a lightweight component ships only its function's source);
 the image carries ``drtl`` and ``kfp`` (``install_kfp_package=False``).
