@@ -183,7 +183,7 @@ def test_tasks_per_step_and_logging():
     )
     assert ticks == list(range(1, 9)) and len(logs) == 2 and logs == hist["log"]
     for e in logs:
-        assert e["n_tasks"] == 2 and sum(k.startswith("loss_task") for k in e) == 2
+        assert e["n_tasks"] == 2 and 1 <= sum(k.startswith("loss_task") for k in e) <= 2  # with replacement
         assert {"step", "loss", "lr", "elapsed_s"} <= e.keys()
     assert hist["kind"] == "pretrain" and len(hist["loss"]) == 8
 
@@ -221,14 +221,15 @@ class Crash(RuntimeError):
 
 
 class CrashingSampler:
-    """Wraps a sampler and raises after ``limit`` sample() calls (a killed job)."""
+    """Wraps a sampler and raises after ``limit`` sample() calls (a killed job); ``counter`` (a
+    one-element list) may be shared by several samplers so that the limit counts calls to any of them."""
 
-    def __init__(self, inner, limit):
-        self.inner, self.limit, self.calls = inner, limit, 0
+    def __init__(self, inner, limit, counter=None):
+        self.inner, self.limit, self.counter = inner, limit, [0] if counter is None else counter
 
     def sample(self, batch, gen):
-        self.calls += 1
-        if self.calls > self.limit:
+        self.counter[0] += 1
+        if self.counter[0] > self.limit:
             raise Crash("killed")
         return self.inner.sample(batch, gen)
 
@@ -241,7 +242,8 @@ def test_resume_is_bit_identical(tmp_path, schedule):
     ref_hist = pretrain(ref, samplers, [0.3, 0.7], cfg, torch.Generator().manual_seed(11))
 
     ckpt = tmp_path / "run" / "ckpt.pt"
-    crashing = [CrashingSampler(s, 6) for s in samplers]  # 2 tasks x 1 batch per step: dies in step 7
+    shared = [0]
+    crashing = [CrashingSampler(s, 12, shared) for s in samplers]  # 2 draws x 1 batch per step: dies in step 7
     with pytest.raises(Crash):
         pretrain(make_model(0), crashing, [0.3, 0.7], cfg, torch.Generator().manual_seed(11), ckpt_path=ckpt)
     assert load_checkpoint(ckpt)["step"] == 5

@@ -2,13 +2,14 @@
 
 Built on :func:`torch.func.functional_call` with explicit parameter dicts (no learn2learn/higher).
 
-Per meta-step: ``meta_batch`` tasks are drawn uniformly without replacement (tasks of weight 0 are
-never drawn); each task gives a support batch and a query batch (support first, then query, task
+Per meta-step: ``meta_batch`` tasks are drawn i.i.d. with probability ``w`` (with replacement;
+uniform 1/N for plain MAML; tasks of weight 0 are never drawn); each task gives a support batch and a query batch (support first, then query, task
 by task, from ``gen``). Inner loop: ``inner_steps`` plain SGD steps on the *unweighted* support
 loss, starting from the current parameters. Outer loss of task i: the query loss L_i^q at the
-adapted parameters. Meta-objective:
+adapted parameters. The plain mean of the drawn tasks' query losses is an unbiased estimate of
+the meta-objective
 
-    sum_i w_i L_i^q / sum_i w_i      (uniform w for plain MAML, relation weights for DRTL-Meta),
+    sum_i w_i L_i^q      (w = 1/N for plain MAML, relation weights for DRTL-Meta),
 
 minimised by Adam on the original parameters.
 
@@ -34,7 +35,7 @@ from torch.func import functional_call
 
 from drtl.device import resolve_device
 from drtl.errors import ConfigError
-from drtl.train.common import draw_tasks, eligible_tasks, pixel_loss, run_loop, validate_weights
+from drtl.train.common import draw_tasks, pixel_loss, run_loop, validate_weights
 from drtl.train.config import TrainConfig, make_generator
 
 Params = dict[str, torch.Tensor]
@@ -205,23 +206,21 @@ def maml_train(
     """
     n = len(samplers)
     w = validate_weights(weights, n)
-    elig = eligible_tasks(w, n)
-    m = min(int(meta_cfg.meta_batch), len(elig))
+    m = int(meta_cfg.meta_batch)
     gen = make_generator(cfg.seed) if gen is None else gen
     device = resolve_device(cfg.device)
     model.to(device)
-    w_dev = None if w is None else w.to(device=device, dtype=torch.float32)
 
     def step_fn(step: int):
-        tasks = draw_tasks(elig, m, gen)
+        tasks = draw_tasks(w, n, m, gen)  # i.i.d. ~ w, with replacement: the mean is unbiased for sum_i w_i L_i^q
         batch = sample_meta_tasks(samplers, tasks, meta_cfg, gen, device)
-        tw = None if w_dev is None else w_dev[tasks]
-        total, per_task = meta_loss(model, model_params(model), batch, tw, meta_cfg, model_buffers(model), cfg.loss)
+        total, per_task = meta_loss(model, model_params(model), batch, None, meta_cfg, model_buffers(model), cfg.loss)
         extras = {"n_tasks": len(tasks)}
         extras.update({f"loss_task{i}": per_task[j] for j, i in enumerate(tasks)})
         return total, extras
 
-    fingerprint = {"n_tasks": n, "weights": None if w is None else w.tolist(), "meta": meta_cfg.to_dict()}
+    fingerprint = {"n_tasks": n, "weights": None if w is None else w.tolist(), "meta": meta_cfg.to_dict(),
+                   "sampler": "weighted_with_replacement"}
     kind = ("fomaml" if meta_cfg.first_order else "maml") if w is None else "drtl_meta"
     return run_loop(
         model, step_fn, cfg, gen, kind=kind, ckpt_path=ckpt_path, on_log=on_log, progress=progress,

@@ -1,13 +1,15 @@
 """Multi-task pre-training over auxiliary distortions: uniform (baseline) or relation-weighted (DRTL-Pre).
 
-Per step, ``tasks_per_step`` tasks are drawn uniformly without replacement, each gives one batch of
-``task_batch`` patches (default ``cfg.batch``: *per task*, so a step sees ``tasks_per_step *
-task_batch`` patches), and the update follows the gradient of
+Per step, ``tasks_per_step`` tasks are drawn i.i.d. with probability ``w`` (with replacement; see
+:func:`drtl.train.common.draw_tasks`), each gives one batch of ``task_batch`` patches (default
+``cfg.batch``: *per task*, so a step sees ``tasks_per_step * task_batch`` patches), and the update
+follows the gradient of the plain mean of their losses,
 
-    L = sum_{i in drawn} w_i L_i / sum_{i in drawn} w_i,     L_i = mean pixel loss of task i's batch,
+    L = (1/m) sum_{j=1..m} L_{i_j},   i_j ~ w,     L_i = mean pixel loss of task i's batch,
 
-with ``w`` the relation weights (``None`` = uniform, the ``pretrain`` baseline). Tasks with weight 0
-contribute nothing and are never drawn (with one-hot weights this is exactly single-task training).
+an unbiased estimate of ``sum_i w_i L_i``, with ``w`` the relation weights (``None`` = uniform
+1/N, the ``pretrain`` baseline: the same estimator). Tasks with weight 0 are never drawn (with
+one-hot weights this is exactly single-task training).
 
 Fast path: when every task's batch has the same shape and the model has no BatchNorm (samples are
 processed independently), the drawn batches are concatenated into one forward pass and the loss is
@@ -27,7 +29,7 @@ from torch import nn
 
 from drtl.device import resolve_device
 from drtl.errors import ConfigError
-from drtl.train.common import draw_tasks, eligible_tasks, per_sample_loss, pixel_loss, run_loop, validate_weights
+from drtl.train.common import draw_tasks, per_sample_loss, pixel_loss, run_loop, validate_weights
 from drtl.train.config import TrainConfig, make_generator
 
 Batch = tuple[int, torch.Tensor, torch.Tensor]  # (task index, lr NCHW, hr NCHW)
@@ -103,31 +105,27 @@ def pretrain(
 
     samplers: one per auxiliary task, each with ``.sample(batch, gen) -> (lr, hr)``.
     weights: relation weights (>= 0, one per task; normalised here) or ``None`` for uniform.
-    tasks_per_step: tasks drawn per step (default, and at most: all tasks with positive weight).
+    tasks_per_step: tasks drawn per step, with replacement (default: the number of tasks with positive weight).
     task_batch: patches per drawn task (default ``cfg.batch``).
     gen: CPU ``torch.Generator``; ``None`` = seeded from ``cfg.seed``.
     Log entries carry ``n_tasks`` and ``loss_task<i>`` for the tasks drawn at that step.
     """
     n = len(samplers)
     w = validate_weights(weights, n)
-    elig = eligible_tasks(w, n)
-    m = len(elig) if tasks_per_step is None else int(tasks_per_step)
+    m = (n if w is None else int((w > 0).sum())) if tasks_per_step is None else int(tasks_per_step)
     if m < 1:
         raise ConfigError(f"tasks_per_step={tasks_per_step} must be >= 1")
-    m = min(m, len(elig))
     b = cfg.batch if task_batch is None else int(task_batch)
     if b < 1:
         raise ConfigError(f"task_batch={task_batch} must be >= 1")
     gen = make_generator(cfg.seed) if gen is None else gen
     device = resolve_device(cfg.device)
     model.to(device)
-    w_dev = None if w is None else w.to(device=device, dtype=torch.float32)
 
     def step_fn(step: int):
-        tasks = draw_tasks(elig, m, gen)
+        tasks = draw_tasks(w, n, m, gen)
         batches = sample_task_batches(samplers, tasks, b, gen)
-        tw = None if w_dev is None else w_dev[tasks]
-        total, per_task = weighted_task_loss(model, batches, tw, cfg.loss, batched, device)
+        total, per_task = weighted_task_loss(model, batches, None, cfg.loss, batched, device)
         extras = {"n_tasks": len(tasks)}
         extras.update({f"loss_task{i}": per_task[j] for j, i in enumerate(tasks)})
         return total, extras
@@ -137,6 +135,7 @@ def pretrain(
         "weights": None if w is None else w.tolist(),
         "tasks_per_step": m,
         "task_batch": b,
+        "sampler": "weighted_with_replacement",
     }
     kind = "pretrain" if w is None else "drtl_pre"
     return run_loop(
