@@ -40,6 +40,14 @@ def _add_data(sub):
     smp.add_argument("--seed", type=int, default=0)
     smp.set_defaults(func=_cmd_sample)
 
+    sbs = dsub.add_parser("subset", help="copy some pairs of a paired folder into a new one (e.g. a validation split)")
+    sbs.add_argument("src")
+    sbs.add_argument("dst", help="output paired folder (replaced atomically on success)")
+    g = sbs.add_mutually_exclusive_group(required=True)
+    g.add_argument("--names", help="pairs by name: 001-005 or a,b,c")
+    g.add_argument("--slice", dest="span", help="START:STOP over the sorted names, e.g. :6 or 6:")
+    sbs.set_defaults(func=_cmd_subset)
+
     man = dsub.add_parser("manifest", help="(re)write ROOT/manifest.csv and print it")
     man.add_argument("root")
     man.add_argument("--scale", type=int, required=True)
@@ -52,6 +60,22 @@ def _cmd_import(a):
     df = import_dataset(a.kind, a.src, a.dst, a.scale, parse_names(a.names))
     r = df.iloc[0]
     print(f"imported {len(df)} pairs into {a.dst} (LR {r.lr_width}x{r.lr_height} -> HR {r.hr_width}x{r.hr_height}, x{a.scale})")
+
+
+def _cmd_subset(a):
+    from drtl.data.folder import subset_folder
+    from drtl.data.importers import parse_names
+    from drtl.errors import ConfigError
+
+    span = None
+    if a.span is not None:
+        try:
+            start, stop = (int(v) if v.strip() else None for v in a.span.split(":"))
+        except ValueError:
+            raise ConfigError(f"--slice {a.span!r}: expected START:STOP with integers, e.g. :6 or 6:") from None
+        span = (start, stop)
+    df = subset_folder(a.src, a.dst, parse_names(a.names) if a.names else None, span)
+    print(f"{a.dst}: {len(df)} pairs ({', '.join(df['name'][:3])}{' ...' if len(df) > 3 else ''})")
 
 
 def _cmd_validate(a):

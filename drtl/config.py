@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from drtl.errors import ConfigError
-from drtl.methods import FRESH, UPPER_BOUND_INITS
+from drtl.methods import META_INITS, UPPER_BOUND_INITS
 from drtl.methods import METHOD_NAMES as METHODS  # the method registry is the one definition
 
 # The super-resolution scales the project supports, everywhere (import, validation, params, models).
@@ -39,11 +39,12 @@ DEFAULTS: dict[str, Any] = {
                  "eval_per_task": 32, "seed": 0},
     "pretrain": {"iterations": 200, "batch": 4, "lr_patch": 32, "lr": 2e-4, "tasks_per_step": 4,
                  "schedule": "constant", "log_every": 25, "checkpoint_every": 0},
-    "meta": {"iterations": 100, "lr_patch": 32, "lr": 2e-4, "inner_steps": 1, "inner_lr": 1e-3,
+    "meta": {"iterations": 100, "lr_patch": 32, "lr": 2e-4, "inner_steps": 5, "inner_lr": 1e-2,
              "meta_batch": 4, "first_order": True, "support_batch": 4, "query_batch": 4,
-             "log_every": 25, "checkpoint_every": 0},
+             "log_every": 25, "checkpoint_every": 0, "init": "pretrain"},
     "finetune": {"iterations": 200, "batch": 16, "lr_patch": 32, "lr": 1e-4, "schedule": "constant",
-                 "log_every": 25, "checkpoint_every": 0, "upper_bound_init": FRESH},
+                 "log_every": 25, "checkpoint_every": 0, "upper_bound_init": "pretrain",
+                 "ceiling_iterations": 1000},
     "experiment": {"shots": [1, 5, 10], "seeds": [0, 1], "methods": list(METHODS)},
     "tracking": {"uri": "sqlite:///mlflow.db", "experiment": "drtl", "enabled": True},
 }
@@ -169,9 +170,10 @@ SCHEMA: dict[str, Spec] = {
     "meta.iterations": Int(1), "meta.lr_patch": Int(8), "meta.lr": _POS, "meta.inner_steps": Int(1),
     "meta.inner_lr": _POS, "meta.meta_batch": Int(1), "meta.first_order": Bool(), "meta.support_batch": Int(1),
     "meta.query_batch": Int(1), "meta.log_every": Int(1), "meta.checkpoint_every": Int(0),
+    "meta.init": Str(META_INITS),
     "finetune.iterations": Int(1), "finetune.batch": Int(1), "finetune.lr_patch": Int(8), "finetune.lr": _POS,
     "finetune.schedule": Str(SCHEDULES), "finetune.log_every": Int(1), "finetune.checkpoint_every": Int(0),
-    "finetune.upper_bound_init": Str(UPPER_BOUND_INITS),
+    "finetune.upper_bound_init": Str(UPPER_BOUND_INITS), "finetune.ceiling_iterations": Int(1),
     "experiment.shots": List(Int(1), scalar_ok=True), "experiment.seeds": List(Int(0), scalar_ok=True),
     "experiment.methods": List(Str(METHODS), expect=f"a non-empty list of methods from {', '.join(METHODS)}"),
     "tracking.uri": Str(), "tracking.experiment": Str(), "tracking.enabled": Bool(),

@@ -22,8 +22,10 @@ class Source:
     """A training run on the auxiliary tasks whose model some methods fine-tune.
 
     ``stage``: ``pretrain`` or ``metatrain``; ``variant``: the stage's ``--method`` (``uniform`` /
-    ``drtl`` / ``maml``); ``weighted``: uses the relation weights of the K target shots, so there is
-    one run per (K, seed) instead of one per seed.
+    ``drtl`` / ``maml`` / ``more``); ``weighted``: uses the relation weights of the K target shots,
+    so there is one run per (K, seed) instead of one per seed. ``init``: the source whose model this
+    run starts from (None = fresh weights); ``init_param``: a ``(section, key)`` param that can
+    switch that off (value ``scratch``), e.g. ``meta.init``.
     """
 
     key: str
@@ -31,6 +33,8 @@ class Source:
     variant: str
     weighted: bool
     label: str
+    init: str | None = None
+    init_param: tuple[str, str] | None = None
 
     @property
     def per_shot(self) -> bool:
@@ -48,7 +52,8 @@ class Method:
     ``init_param``: a ``finetune.*`` param that chooses the init instead (``scratch`` = fresh, else
     the name of a method whose init to borrow); ``trains``: False only for bicubic; ``per_shot``:
     fine-tuned on the K shots (one run per K and seed) or on every pool pair (one run per seed,
-    repeated for every K in the table).
+    repeated for every K in the table); ``budget``: the ``finetune.*`` param with its number of
+    steps (``iterations``, or ``ceiling_iterations`` for the ceilings' long budget).
     """
 
     name: str
@@ -57,6 +62,7 @@ class Method:
     init_param: str | None = None
     trains: bool = True
     per_shot: bool = True
+    budget: str = "iterations"
 
     def name_for(self, shots, seed) -> str:
         return run_name(self.name, shots if self.per_shot else None, seed)
@@ -68,28 +74,42 @@ def run_name(stem: str, shots, seed) -> str:
     return f"{stem}_s{seed}" if shots is None else f"{stem}_k{shots}_s{seed}"
 
 
+META_INIT = ("meta", "init")  # meta.init: 'pretrain' (meta-transfer from uniform pre-training) or 'scratch'
+
 SOURCES: dict[str, Source] = {s.key: s for s in (
     Source("pretrain_uniform", "pretrain", "uniform", weighted=False, label="uniform multi-task pre-training"),
     Source("pretrain_drtl", "pretrain", "drtl", weighted=True, label="DRTL-Pre: relation-weighted pre-training"),
-    Source("meta_maml", "metatrain", "maml", weighted=False, label="MAML over the auxiliary tasks"),
-    Source("meta_drtl", "metatrain", "drtl", weighted=True, label="DRTL-Meta: relation-weighted meta-gradient"),
+    Source("meta_maml", "metatrain", "maml", weighted=False, label="MAML over the auxiliary tasks",
+           init="pretrain_uniform", init_param=META_INIT),
+    Source("meta_drtl", "metatrain", "drtl", weighted=True, label="DRTL-Meta: relation-weighted meta-gradient",
+           init="pretrain_uniform", init_param=META_INIT),
+    Source("pretrain_more", "pretrain", "more", weighted=False,
+           label="uniform pre-training continued for the meta-training's compute (equal-compute control)",
+           init="pretrain_uniform"),
 )}
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("bicubic", "bicubic interpolation (no learning)", trains=False, per_shot=False),
     Method("scratch", "trained from scratch on the K pairs"),
     Method("pretrain", "uniform pre-training + fine-tuning", init="pretrain_uniform"),
-    Method("maml", "MAML + fine-tuning", init="meta_maml"),
+    Method("maml", "MAML (meta-transfer from uniform pre-training) + fine-tuning", init="meta_maml"),
     Method("drtl_pre", "DRTL-Pre + fine-tuning", init="pretrain_drtl"),
-    Method("drtl_meta", "DRTL-Meta + fine-tuning", init="meta_drtl"),
-    Method("upper_bound", "every pool pair (init: finetune.upper_bound_init)", init_param="upper_bound_init",
-           per_shot=False),
+    Method("drtl_meta", "DRTL-Meta (meta-transfer from uniform pre-training) + fine-tuning", init="meta_drtl"),
+    Method("pretrain_more", "uniform pre-training + the meta-steps' compute as plain steps (control for maml)",
+           init="pretrain_more"),
+    Method("upper_bound", "ceiling: every pool pair, long budget (init: finetune.upper_bound_init)",
+           init_param="upper_bound_init", per_shot=False, budget="ceiling_iterations"),
+    Method("scratch_all", "ceiling from scratch: every pool pair, the same long budget", per_shot=False,
+           budget="ceiling_iterations"),
 )}
 
 METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
 BASELINE: str = next(m.name for m in METHODS.values() if not m.trains)  # the row without a model (bicubic)
-FRESH = "scratch"  # finetune.upper_bound_init value for fresh weights; any other value names a method's source
-UPPER_BOUND_INITS: tuple[str, ...] = (FRESH, "pretrain")
+FRESH = "scratch"  # an init param's value for fresh weights; any other value names a method's source
+# upper_bound may start from any source that does not depend on K (it is fine-tuned once per seed)
+UPPER_BOUND_INITS: tuple[str, ...] = (FRESH,) + tuple(
+    m.name for m in METHODS.values() if m.init and not SOURCES[m.init].weighted)
+META_INITS: tuple[str, ...] = ("pretrain", FRESH)
 STAGE_VARIANTS: dict[str, tuple[str, ...]] = {
     st: tuple(dict.fromkeys(s.variant for s in SOURCES.values() if s.stage == st)) for st in ("pretrain", "metatrain")}
 TRAINED_METHODS: tuple[str, ...] = tuple(m.name for m in METHODS.values() if m.trains)
@@ -109,6 +129,17 @@ def init_source(method: Method, finetune_params: dict | None = None) -> Source |
         choice = (finetune_params or {}).get(method.init_param, FRESH)
         key = None if choice == FRESH else get_method(choice).init
     return SOURCES[key] if key else None
+
+
+def source_init(src: Source, params: dict | None = None) -> Source | None:
+    """The source run a source starts from (None: fresh weights), e.g. MAML from uniform pre-training."""
+    if src.init is None:
+        return None
+    if src.init_param is not None:
+        sec, key = src.init_param
+        if ((params or {}).get(sec) or {}).get(key, "pretrain") == FRESH:
+            return None
+    return SOURCES[src.init]
 
 
 def source_for(stage: str, variant: str) -> Source:

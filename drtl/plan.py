@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from drtl.methods import METHODS, Method, Source, get_method, init_source, run_name
+from drtl.methods import METHODS, Method, Source, get_method, init_source, run_name, source_init
 
 STAGE_FOLDERS = {"prepare": "data", "validate": "validate", "synthesize": "synth", "relation": "relation",
                  "pretrain": "pretrain", "metatrain": "meta", "finetune": "finetune", "evaluate": "eval",
@@ -71,7 +71,7 @@ def relation_run(r: Roots) -> Run:
                ("synthesize/synth",), group="relation")
 
 
-def source_run(r: Roots, src: Source, shots, seed) -> Run:
+def source_run(r: Roots, src: Source, shots, seed, params: dict | None = None) -> Run:
     name = src.name(shots, seed)
     inputs = {"method": src.variant, "shots": shots if src.per_shot else None, "seed": seed,
               "synth": r.folder("synthesize")}
@@ -79,17 +79,31 @@ def source_run(r: Roots, src: Source, shots, seed) -> Run:
     if src.weighted:
         inputs["relation"] = r.folder("relation")
         deps.append("relation/relation")
+    up = source_init(src, params)
+    if up is not None:  # e.g. meta-transfer: MAML starts from the uniform pre-trained model
+        first = source_run(r, up, shots, seed, params)
+        inputs["init"] = f"{first.out}/model.pt"
+        deps.append(first.id)
     return Run(src.stage, name, r.folder(src.stage, name), inputs, tuple(deps), group=f"{src.stage}_{src.variant}",
                sweep=("shots", "seed") if src.per_shot else ("seed",))
 
 
-def finetune_run(r: Roots, m: Method, shots, seed, finetune_params: dict) -> Run:
-    src = init_source(m, finetune_params)
+def source_chain(r: Roots, src: Source | None, shots, seed, params: dict) -> list[Run]:
+    """``src``'s run after the runs it starts from (upstream first); [] for None."""
+    chain = []
+    while src is not None:
+        chain.insert(0, source_run(r, src, shots, seed, params))
+        src = source_init(src, params)
+    return chain
+
+
+def finetune_run(r: Roots, m: Method, shots, seed, params: dict) -> Run:
+    src = init_source(m, params.get("finetune"))
     k = shots if m.per_shot else None
     inputs = {"method": m.name, "shots": k, "seed": seed, "init": None, "pool": r.pool}
     deps = ()
     if src is not None:
-        up = source_run(r, src, shots, seed)
+        up = source_run(r, src, shots, seed, params)
         inputs["init"] = f"{up.out}/model.pt"
         deps = (up.id,)
     name = m.name_for(shots, seed)
@@ -97,13 +111,13 @@ def finetune_run(r: Roots, m: Method, shots, seed, finetune_params: dict) -> Run
                sweep=("shots", "seed") if m.per_shot else ("seed",))
 
 
-def evaluate_run(r: Roots, m: Method, shots, seed, finetune_params: dict) -> Run:
+def evaluate_run(r: Roots, m: Method, shots, seed, params: dict) -> Run:
     k = shots if m.per_shot else None
     name = m.name_for(shots, seed)
     inputs = {"method": m.name, "shots": k, "seed": seed, "data": r.test, "model": None}
     deps = ()
     if m.trains:
-        ft = finetune_run(r, m, shots, seed, finetune_params)
+        ft = finetune_run(r, m, shots, seed, params)
         inputs["model"] = f"{ft.out}/model.pt"
         deps = (ft.id,)
     return Run("evaluate", name, r.folder("evaluate", name), inputs, deps, group=f"evaluate_{m.name}",
@@ -128,12 +142,12 @@ def cells(params: dict) -> list[tuple[int, int]]:
 def eval_runs(params: dict, r: Roots | None = None) -> list[Run]:
     """Every evaluation, in table order (seed, method, K); K-independent methods once per seed."""
     r = r or roots(params)
-    ft, ex = params["finetune"], params["experiment"]
+    ex = params["experiment"]
     runs = []
     for s in ex["seeds"]:  # values as given: ints, or DVC's ${item.*} when rendering dvc.yaml
         for m in methods_of(params):
             ks = list(ex["shots"]) if m.per_shot else [None]
-            runs += [evaluate_run(r, m, k, s, ft) for k in ks]
+            runs += [evaluate_run(r, m, k, s, params) for k in ks]
     return runs
 
 
@@ -157,18 +171,16 @@ def plan(params: dict, reports: str | None = None) -> list[Run]:
     add(validate_run(r))
     add(synthesize_run(r))
     evals = eval_runs(params, r)
-    ft = params["finetune"]
     later: list[Run] = []
     weighted = False
     for e in evals:
         m = METHODS[e.inputs["method"]]
         if m.trains:
             k = e.inputs["shots"] if m.per_shot else params["experiment"]["shots"][0]
-            src = init_source(m, ft)
-            if src is not None:
-                later.append(source_run(r, src, k, e.inputs["seed"]))
-                weighted |= src.weighted
-            later.append(finetune_run(r, m, k, e.inputs["seed"], ft))
+            chain = source_chain(r, init_source(m, params["finetune"]), k, e.inputs["seed"], params)
+            later += chain
+            weighted |= any(c.inputs.get("relation") for c in chain)
+            later.append(finetune_run(r, m, k, e.inputs["seed"], params))
         later.append(e)
     if weighted:
         add(relation_run(r))
@@ -179,5 +191,5 @@ def plan(params: dict, reports: str | None = None) -> list[Run]:
 
 
 __all__ = ["Run", "Roots", "roots", "plan", "eval_runs", "eval_outputs", "cells", "methods_of", "run_name",
-           "validate_run", "synthesize_run", "relation_run", "source_run", "finetune_run", "evaluate_run",
+           "validate_run", "synthesize_run", "relation_run", "source_run", "source_chain", "finetune_run", "evaluate_run",
            "report_run", "STAGE_FOLDERS"]

@@ -32,7 +32,7 @@ def tiny_params(sample, out, **over):
         f"aux.hr=[{sample / 'aux_hr'}]", f"aux.tasks=[{', '.join(TINY_TASKS)}]",
         "relation.steps=20", "relation.lr_patch=16", "relation.eval_per_task=4", "relation.patches_per_image=4",
         "pretrain.iterations=4", "pretrain.lr_patch=16", "meta.iterations=3", "meta.lr_patch=16",
-        "finetune.iterations=4", "finetune.lr_patch=16", "finetune.batch=4",
+        "finetune.iterations=4", "finetune.lr_patch=16", "finetune.batch=4", "finetune.ceiling_iterations=6",
         "experiment.shots=[1, 2]", "experiment.seeds=[0]",
     ])
     for k, v in over.items():

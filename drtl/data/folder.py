@@ -128,6 +128,38 @@ def write_manifest(root: str | os.PathLike, scale: int) -> pd.DataFrame:
     return df
 
 
+def subset_folder(src: str | os.PathLike, dst: str | os.PathLike, names: list[str] | None = None,
+                  span: tuple[int | None, int | None] | None = None) -> pd.DataFrame:
+    """Copy some pairs of a paired folder into a new paired folder (replaced atomically), e.g. a
+    validation split of a pool: ``names``, or ``span`` = (start, stop) over the sorted names.
+    Returns the new manifest."""
+    import shutil
+
+    from drtl.io import atomic_folder
+
+    man = read_manifest(src)
+    allnames = sorted(man["name"])
+    if names is not None:
+        missing = sorted(set(names) - set(allnames))
+        if missing:
+            raise DataError(f"{src}: no pairs named {', '.join(missing[:5])}; it holds {', '.join(allnames[:5])} ...")
+        chosen = list(names)
+    else:
+        start, stop = span or (None, None)
+        chosen = allnames[slice(start, stop)]
+    if not chosen:
+        raise DataError(f"{src}: the subset is empty (it has {len(allnames)} pairs)")
+    rows = man.set_index("name").loc[chosen]
+    with atomic_folder(dst) as tmp:
+        for name, r in rows.iterrows():
+            for col in ("hr_path", "lr_path"):
+                (tmp / r[col]).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(Path(src) / r[col], tmp / r[col])
+        out = rows.reset_index()[MANIFEST_COLUMNS]
+        out.to_csv(tmp / MANIFEST, index=False)
+    return out
+
+
 def read_manifest(root: str | os.PathLike) -> pd.DataFrame:
     path = Path(root) / MANIFEST
     if not path.is_file():

@@ -129,17 +129,17 @@ def adapt_runs(p: dict, out: Path, entry: Path, shots: int, seed: int, evaluate:
     synth = str(entry / "synth")
     rel = replace(relation_run(r), inputs={"synth": synth, "drn": str(entry / "drn" / "drn.pt")}, deps=())
     src = init_source(m, p["finetune"])
-    pre = source_run(r, src, shots, seed)
+    pre = source_run(r, src, shots, seed, p)
     pre = replace(pre, inputs={**pre.inputs, "synth": synth}, deps=tuple(d for d in pre.deps if d == rel.id))
     if not src.weighted:  # does not depend on the camera: cached in the aux entry, by its fingerprint
         pre = replace(pre, out=str(entry / "uniform" / run_fingerprint(pre, p, {}, {})))
-    ft = finetune_run(r, m, shots, seed, p["finetune"])
+    ft = finetune_run(r, m, shots, seed, p)
     ft = replace(ft, inputs={**ft.inputs, "init": f"{pre.out}/model.pt"})
     runs = [rel, pre, ft]
     if evaluate:
-        model = evaluate_run(r, m, shots, seed, p["finetune"])
+        model = evaluate_run(r, m, shots, seed, p)
         runs += [replace(model, inputs={**model.inputs, "tile": EVAL_TILE}),
-                 evaluate_run(r, METHODS["bicubic"], shots, seed, p["finetune"])]
+                 evaluate_run(r, METHODS["bicubic"], shots, seed, p)]
     return runs
 
 

@@ -61,6 +61,7 @@ _SEED = Arg("seed", "int", default=0, help="seed: draws the K shots and seeds ev
 _SHOTS = Arg("shots", "int", help="K, the number of real target pairs")
 _SYNTH = Arg("synth", "path", default="outputs/synth", help="synthesize stage output")
 _REL = Arg("relation", "path", default="outputs/relation", help="relation stage output (weighted variants)")
+_INIT = Arg("init", "path", help="model file to start from (none: fresh weights)")
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("prepare", "drtl.stages.prepare:run", "build the built-in sample or fetch a dataset folder",
@@ -81,19 +82,22 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           args=(_SYNTH, Arg("drn", "path", help="a trained drn.pt to use instead of training the DRN")),
           artifacts=("graphs", "weights.json", "drn_eval.json"), product="weights.json",
           param_paths=("target.pool",)),
-    Stage("pretrain", "drtl.stages.train:pretrain_stage", "multi-task pre-training (uniform or DRTL-Pre)",
-          reads=("arch", "pretrain", "target.scale", "device"),
-          args=(Arg("method", "str", required=True, choices=STAGE_VARIANTS["pretrain"]), _SHOTS, _SEED, _SYNTH, _REL),
+    Stage("pretrain", "drtl.stages.train:pretrain_stage",
+          "multi-task pre-training (uniform, DRTL-Pre, or the equal-compute control 'more')",
+          reads=("arch", "pretrain", "meta", "target.scale", "device"),
+          args=(Arg("method", "str", required=True, choices=STAGE_VARIANTS["pretrain"]), _SHOTS, _SEED, _SYNTH, _REL,
+                _INIT),
           artifacts=("model.pt",), product="model.pt"),
     Stage("metatrain", "drtl.stages.train:metatrain_stage", "MAML or DRTL-Meta meta-training",
           reads=("arch", "meta", "target.scale", "device"),
-          args=(Arg("method", "str", required=True, choices=STAGE_VARIANTS["metatrain"]), _SHOTS, _SEED, _SYNTH, _REL),
+          args=(Arg("method", "str", required=True, choices=STAGE_VARIANTS["metatrain"]), _SHOTS, _SEED, _SYNTH, _REL,
+                _INIT),
           artifacts=("model.pt",), product="model.pt"),
     Stage("finetune", "drtl.stages.train:finetune_stage", "few-shot fine-tuning on the K target pairs",
           reads=("arch", "finetune", "target.scale", "device"),
           args=(Arg("method", "str", required=True, choices=TRAINED_METHODS),
                 Arg("shots", "int", help="K (omit: every pool pair)"), _SEED,
-                Arg("init", "path", help="model file to start from (none: fresh weights)"),
+                _INIT,
                 Arg("pool", "path", help="few-shot pool (default: target.pool)", context="target_pool")),
           artifacts=("model.pt",), product="model.pt", param_paths=("target.pool",)),
     Stage("evaluate", "drtl.stages.evaluate:run", "PSNR/SSIM (Y, crop = scale) of a method on a paired folder",

@@ -6,10 +6,14 @@ Each run writes ``OUT/model.pt`` (a drtl model file carrying its recipe, see drt
 
 Which runs exist (K = shots, S = seed):
 
-- ``pretrain``: ``uniform_s<S>`` (w = 1/N) and ``drtl_k<K>_s<S>`` (w = relation weights of run K, S);
-- ``metatrain``: ``maml_s<S>`` and ``drtl_k<K>_s<S>``;
-- ``finetune``: ``<method>_k<K>_s<S>`` for method in scratch, pretrain, maml, drtl_pre, drtl_meta,
-  upper_bound, all with the same budget on the same K pairs (upper_bound: every pool pair).
+- ``pretrain``: ``uniform_s<S>`` (w = 1/N), ``drtl_k<K>_s<S>`` (w = relation weights of run K, S)
+  and ``more_s<S>`` (the equal-compute control: ``uniform_s<S>`` continued with plain uniform steps
+  that process as many patches as the meta-training does, see :func:`control_section`);
+- ``metatrain``: ``maml_s<S>`` and ``drtl_k<K>_s<S>``, starting from ``uniform_s<S>`` by default
+  (meta-transfer; ``meta.init: scratch`` starts them cold);
+- ``finetune``: ``<method>_k<K>_s<S>`` for every method of the registry (drtl.methods), all with the
+  same budget on the same K pairs; the ceilings (``upper_bound``, ``scratch_all``) train on every pool
+  pair with ``finetune.ceiling_iterations`` steps.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from drtl.data.folder import load_pairs, read_manifest
 from drtl.data.patches import PairSampler
 from drtl.errors import ConfigError, DataError
 from drtl.io import write_text
-from drtl.methods import STAGE_VARIANTS, TRAINED_METHODS, source_for
+from drtl.methods import METHODS, STAGE_VARIANTS, TRAINED_METHODS, source_for
 from drtl.stages.relation import load_weights, shot_names
 from drtl.stages.synthesize import load_synth
 from drtl.train import MetaConfig, TrainConfig, finetune, maml_train, pretrain
@@ -39,6 +43,29 @@ def train_config(section: dict, seed: int, device: str) -> TrainConfig:
 
 def _fresh_model(arch: dict, scale: int, seed: int):
     return build_arch({**arch, "scale": int(scale)}, generator=torch.Generator().manual_seed(10_000 + int(seed)))
+
+
+def _start_model(arch: dict, scale: int, seed: int, init):
+    """The model a run starts from: ``init`` (a drtl model file, e.g. the uniform pre-trained model
+    that meta-training transfers from) or fresh weights."""
+    if init is None:
+        return _fresh_model(arch, scale, seed)
+    from drtl.modelio import load_model
+
+    return load_model(init, expect_scale=scale)[0]
+
+
+META_KEYS = ("inner_steps", "inner_lr", "meta_batch", "first_order", "support_batch", "query_batch")
+
+
+def control_section(pretrain: dict, meta: dict) -> dict:
+    """The equal-compute control's pre-training settings: as many steps as meta-training has, each
+    drawing ``meta_batch`` tasks with ``inner_steps * support_batch + query_batch`` patches per task,
+    i.e. the patches a first-order meta-step pushes through the network (forward and backward), at
+    the meta-training's patch size and outer learning rate."""
+    return {**pretrain, "iterations": meta["iterations"], "tasks_per_step": meta["meta_batch"],
+            "batch": meta["inner_steps"] * meta["support_batch"] + meta["query_batch"],
+            "lr_patch": meta["lr_patch"], "lr": meta["lr"], "log_every": meta["log_every"]}
 
 
 def _save(out: Path, model, recipe: dict, history: dict) -> None:
@@ -70,26 +97,28 @@ def _aux_weights(stage: str, method: str, relation_dir, shots, seed, names):
 
 
 def pretrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int, section: dict, seed: int,
-                 shots: int | None = None, device: str = "cpu", on_log=None) -> dict:
-    """Multi-task pre-training on the auxiliary tasks; ``method`` is 'uniform' or 'drtl'."""
+                 shots: int | None = None, device: str = "cpu", on_log=None, init=None) -> dict:
+    """Multi-task pre-training on the auxiliary tasks; ``method`` is 'uniform', 'drtl' or 'more'
+    (uniform, continued from ``init``; the caller passes :func:`control_section`)."""
     if method not in STAGE_VARIANTS["pretrain"]:
         raise ConfigError(f"pretrain method must be one of {', '.join(STAGE_VARIANTS['pretrain'])}, got {method!r}")
     tasks, pairs, info = load_synth(synth, "train")
     names = [t.name for t in tasks]
     w = _aux_weights("pretrain", method, relation_dir, shots, seed, names)
     cfg = train_config(section, seed, device)
-    model = _fresh_model(arch, scale, seed)
+    model = _start_model(arch, scale, seed, init)
     out = Path(out)
     hist = pretrain(model, _samplers(pairs, scale, cfg.lr_patch, "pretrain"), w, cfg,
                     tasks_per_step=section.get("tasks_per_step"), ckpt_path=_ckpt(out, cfg), on_log=on_log)
     recipe = {"stage": "pretrain", "method": method, "shots": shots, "seed": seed, "train": cfg.to_dict(),
-              "tasks": names, "weights": w, "tasks_per_step": section.get("tasks_per_step")}
+              "tasks": names, "weights": w, "tasks_per_step": section.get("tasks_per_step"),
+              "init": str(init) if init else None}
     _save(out, model.cpu(), recipe, hist)
     return {"final_loss": float(hist["loss"][-1]) if hist.get("loss") else None}
 
 
 def metatrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int, section: dict, seed: int,
-                  shots: int | None = None, device: str = "cpu", on_log=None) -> dict:
+                  shots: int | None = None, device: str = "cpu", on_log=None, init=None) -> dict:
     """(First-order) MAML over the auxiliary tasks; ``method`` is 'maml' or 'drtl'."""
     if method not in STAGE_VARIANTS["metatrain"]:
         raise ConfigError(f"metatrain method must be one of {', '.join(STAGE_VARIANTS['metatrain'])}, got {method!r}")
@@ -97,16 +126,14 @@ def metatrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int,
     names = [t.name for t in tasks]
     w = _aux_weights("metatrain", method, relation_dir, shots, seed, names)
     cfg = train_config(section, seed, device)
-    mcfg = MetaConfig(**{k: section[k] for k in ("inner_steps", "inner_lr", "meta_batch", "first_order",
-                                                 "support_batch", "query_batch")})
-    model = _fresh_model(arch, scale, seed)
+    mcfg = MetaConfig(**{k: section[k] for k in META_KEYS})
+    model = _start_model(arch, scale, seed, init)
     out = Path(out)
     hist = maml_train(model, _samplers(pairs, scale, cfg.lr_patch, "meta"), w, cfg, mcfg, ckpt_path=_ckpt(out, cfg),
                       on_log=on_log)
     recipe = {"stage": "metatrain", "method": method, "shots": shots, "seed": seed, "train": cfg.to_dict(),
-              "meta": {k: section[k] for k in ("inner_steps", "inner_lr", "meta_batch", "first_order",
-                                                "support_batch", "query_batch")},
-              "tasks": names, "weights": w}
+              "meta": {k: section[k] for k in META_KEYS}, "tasks": names, "weights": w,
+              "init": str(init) if init else None}
     _save(out, model.cpu(), recipe, hist)
     return {"final_loss": float(hist["loss"][-1]) if hist.get("loss") else None}
 
@@ -151,19 +178,28 @@ def _common(params: dict, inputs: dict):
 
 def pretrain_stage(params: dict, inputs: dict, out: Path) -> dict:
     scale, seed, shots, device, on_log = _common(params, inputs)
-    return pretrain_run(inputs["method"], inputs.get("synth") or Path(params["outputs"]) / "synth",
-                        inputs.get("relation"), out, params["arch"], scale, params["pretrain"], seed, shots, device,
-                        on_log)
+    method = inputs["method"]
+    section = params["pretrain"]
+    if method == source_for("pretrain", "more").variant:
+        if not inputs.get("init"):
+            raise ConfigError("pretrain --method more continues a uniform pre-training: give --init MODEL")
+        section = control_section(params["pretrain"], params["meta"])
+    return pretrain_run(method, inputs.get("synth") or Path(params["outputs"]) / "synth",
+                        inputs.get("relation"), out, params["arch"], scale, section, seed, shots, device,
+                        on_log, inputs.get("init"))
 
 
 def metatrain_stage(params: dict, inputs: dict, out: Path) -> dict:
     scale, seed, shots, device, on_log = _common(params, inputs)
     return metatrain_run(inputs["method"], inputs.get("synth") or Path(params["outputs"]) / "synth",
                          inputs.get("relation"), out, params["arch"], scale, params["meta"], seed, shots, device,
-                         on_log)
+                         on_log, inputs.get("init"))
 
 
 def finetune_stage(params: dict, inputs: dict, out: Path) -> dict:
     scale, seed, shots, device, on_log = _common(params, inputs)
+    section = dict(params["finetune"])
+    budget = METHODS[inputs["method"]].budget if inputs["method"] in METHODS else "iterations"
+    section["iterations"] = section[budget]  # the ceilings' long budget (finetune.ceiling_iterations)
     return finetune_run(inputs["method"], inputs.get("pool") or params["target"]["pool"], out, params["arch"], scale,
-                        params["finetune"], shots, seed, inputs.get("init"), device, on_log)
+                        section, shots, seed, inputs.get("init"), device, on_log)
