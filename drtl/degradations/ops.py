@@ -82,7 +82,7 @@ def _number(kind: str, key: str, value: Any, lo: float | None = None, hi: float 
     else:
         raise ConfigError(f"{kind} op: {key}={value!r} must be {what} or a [lo, hi] range")
     if any((lo is not None and v < lo) or (hi is not None and v > hi) for v in ends):
-        bounds = f"in [{lo}, {hi}]" if lo is not None and hi is not None else (f">= {lo}" if lo is not None else f"<= {hi}")
+        bounds = f">= {lo}" if hi is None else (f"<= {hi}" if lo is None else f"in [{lo}, {hi}]")
         raise ConfigError(f"{kind} op: {key}={_show(value)} is out of bounds; use values {bounds}")
     return value
 
@@ -167,7 +167,7 @@ class Op:
         if p["mode"] not in RESIZE_MODES:
             raise ConfigError(f"resize op: mode={p['mode']!r}; choose one of {', '.join(RESIZE_MODES)}")
         if isinstance(p["fraction"], tuple):
-            raise ConfigError(f"resize op: fraction={_show(p['fraction'])} must be fixed (a recipe's fractions sum to 1)")
+            raise ConfigError(f"resize op: fraction={_show(p['fraction'])} must be fixed (the fractions sum to 1)")
         frac = _number("resize", "fraction", p["fraction"])
         if not 0 < frac <= 1:
             raise ConfigError(f"resize op: fraction={frac!r} must be in (0, 1]")

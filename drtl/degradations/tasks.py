@@ -69,7 +69,7 @@ class Task:
             "resize" not in kinds or max(i for i, k in enumerate(kinds) if k == "rescale")
             > max(i for i, k in enumerate(kinds) if k == "resize")
         ):
-            raise ConfigError(f"task {self.name}: every rescale op must be followed by a resize op (it lands on HR/scale)")
+            raise ConfigError(f"task {self.name}: a rescale op must be followed by a resize op (to land on HR/scale)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "family": self.family, "ops": [op.to_dict() for op in self.ops]}
