@@ -101,6 +101,8 @@ def test_camera_tasks_shapes_dtype(hr48, scale):
             lr, hr = make_pair(hr48[:h, :w], task, scale, np.random.default_rng(scale))
             assert lr.dtype == np.uint8 and lr.shape == (h // scale, w // scale, 3), task.name
             assert hr.shape == (h // scale * scale, w // scale * scale, 3)
+        lr, _ = make_pair(hr48[:scale, :scale], task, scale, np.random.default_rng(0))  # a 1x1 LR image
+        assert lr.shape == (1, 1, 3), task.name
 
 
 def test_camera_tasks_deterministic_per_seed(hr48):
