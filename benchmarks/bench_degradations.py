@@ -4,7 +4,10 @@ Reports in one run:
 
 (a) ``make_pair`` throughput for the whole default task bank on a 256x256 HR image at scale 2:
     the median time per task over ``--repeats`` runs (after one warm-up), then pairs/s per family
-    and overall (= tasks / sum of their median times, i.e. cycling through the bank once);
+    and overall (= tasks / sum of their median times, i.e. cycling through the bank once). The
+    fixed-parameter families (blur ... second_order) are the baseline for the camera-realistic ones
+    (isp, capture, realesrgan), measured in the same run; both groups get a summary row. Tasks with
+    parameter ranges draw new parameters on every call, so their median is over realisations;
 (b) :func:`drtl.degradations.imresize` (MATLAB bicubic, uint8) vs Pillow's ``Image.resize(BICUBIC)``
     for the same x2 / x4 downscale of a 512x512 RGB image: median times and their ratio, plus the
     max |difference| between the two results (Pillow is antialiased bicubic too but not MATLAB-exact).
@@ -49,6 +52,7 @@ from PIL import Image  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drtl.degradations import DEFAULT_BANK, FAMILIES, imresize, make_pair  # noqa: E402
+from drtl.degradations.tasks import CAMERA_BANK  # noqa: E402
 
 
 def _test_image(size: int) -> tuple[np.ndarray, str]:
@@ -90,12 +94,14 @@ def bench_bank(size: int, scale: int, repeats: int) -> dict:
     for family in FAMILIES:
         ts = [t for f, t in per_task.values() if f == family]
         fam[family] = {"tasks": len(ts), "ms_per_pair": 1e3 * sum(ts) / len(ts), "pairs_per_s": len(ts) / sum(ts)}
-    total = [t for _, t in per_task.values()]
-    fam["overall"] = {
-        "tasks": len(total),
-        "ms_per_pair": 1e3 * sum(total) / len(total),
-        "pairs_per_s": len(total) / sum(total),
+    camera = {t.family for t in CAMERA_BANK}
+    groups = {
+        "fixed families (baseline)": [t for f, t in per_task.values() if f not in camera],
+        "camera families (isp, capture, realesrgan)": [t for f, t in per_task.values() if f in camera],
+        "overall": [t for _, t in per_task.values()],
     }
+    for label, ts in groups.items():
+        fam[label] = {"tasks": len(ts), "ms_per_pair": 1e3 * sum(ts) / len(ts), "pairs_per_s": len(ts) / sum(ts)}
     slowest = sorted(per_task.items(), key=lambda kv: -kv[1][1])[:3]
     return {
         "hr": f"{size}x{size} ({src})",

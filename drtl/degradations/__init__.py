@@ -1,6 +1,6 @@
-"""Degradations: blur kernels, resizing (MATLAB bicubic), noise, JPEG, degradation ops, auxiliary
-task recipes and the camera-like target degradation. Pure functions of (image, params, rng); numpy
-HWC RGB images, uint8 or float64 in [0, 1].
+"""Degradations: blur kernels, resizing (MATLAB bicubic), noise, JPEG, camera-pipeline / capture
+steps (``isp``), degradation ops, auxiliary task recipes and the camera-like target degradation.
+Pure functions of (image, params, rng); numpy HWC RGB images, uint8 or float64 in [0, 1].
 
 The names below load on first use (module-level ``__getattr__``): importing one submodule, e.g.
 ``drtl.degradations.resize`` for ``imresize``, does not import the others (``camera`` and
@@ -22,7 +22,7 @@ _LAZY = {
     "kernels": ("KERNEL_TYPES", "anisotropic_gaussian", "apply_kernel", "generalized_gaussian",
                 "isotropic_gaussian", "make_kernel", "plateau", "sinc"),
     "noise": ("gaussian_noise", "poisson_noise"),
-    "ops": ("Op", "apply_ops", "blur_op", "jpeg_op", "modcrop", "noise_op", "resize_op"),
+    "ops": ("Op", "apply_ops", "blur_op", "isp_op", "jpeg_op", "modcrop", "noise_op", "resize_op"),
     "tasks": ("DEFAULT_BANK", "FAMILIES", "Task", "dump_tasks", "get_task", "load_tasks", "make_pair",
               "task_bank", "task_names"),
 }
@@ -47,7 +47,8 @@ if TYPE_CHECKING:  # static analysis sees the eager imports
     from drtl.degradations.kernels import (KERNEL_TYPES, anisotropic_gaussian, apply_kernel,  # noqa: F401
                                            generalized_gaussian, isotropic_gaussian, make_kernel, plateau, sinc)
     from drtl.degradations.noise import gaussian_noise, poisson_noise  # noqa: F401
-    from drtl.degradations.ops import Op, apply_ops, blur_op, jpeg_op, modcrop, noise_op, resize_op  # noqa: F401
+    from drtl.degradations.ops import (Op, apply_ops, blur_op, isp_op, jpeg_op, modcrop, noise_op,  # noqa: F401
+                                       resize_op)
     from drtl.degradations.tasks import (DEFAULT_BANK, FAMILIES, Task, dump_tasks, get_task,  # noqa: F401
                                          load_tasks, make_pair, task_bank, task_names)
 
@@ -77,6 +78,7 @@ __all__ = [
     "blur_op",
     "dump_tasks",
     "get_task",
+    "isp_op",
     "jpeg_op",
     "load_tasks",
     "make_pair",

@@ -15,8 +15,16 @@ Op kinds and parameters:
 - ``noise``: ``type`` gaussian / poisson, ``level`` (Gaussian sigma in 0-255 units, or the Poisson
   scale), ``gray`` (bool).
 - ``jpeg``: ``quality`` 1..100.
+- ``rescale``, ``defocus``, ``shift``, ``mosaic``, ``denoise``, ``sharpen``, ``tone``, ``color``:
+  camera-pipeline and capture-chain steps, see :mod:`drtl.degradations.isp` (parameters and
+  bounds in ``isp.SPECS``).
 
-Parameters are fixed per op (the kernel is fixed); only noise draws from the rng.
+A numeric parameter is either a scalar (fixed) or a ``[lo, hi]`` range (a 2-list in YAML, a
+2-tuple here), drawn uniformly from the rng for each realisation (each pair) when the op runs
+(``jpeg`` quality: an integer in ``lo..hi``). Ranges are allowed on every numeric parameter except
+the kernel ``size`` and the resize ``fraction``; both ends are validated. Ops without ranges draw
+nothing, so the fixed recipes give the same pairs as before ranges existed; noise (and the raw
+noise of ``mosaic``) draws from the rng as well.
 """
 
 from __future__ import annotations
@@ -28,13 +36,14 @@ from typing import Any, Iterable
 
 import numpy as np
 
+import drtl.degradations.isp as _isp
 import drtl.degradations.kernels as _kernels
 import drtl.degradations.noise as _noise
 from drtl.degradations.jpeg import jpeg as _jpeg_fn
 from drtl.degradations.resize import RESIZE_MODES, resize
 from drtl.errors import ConfigError, DataError
 
-OP_KINDS = ("blur", "resize", "noise", "jpeg")
+OP_KINDS = ("blur", "resize", "noise", "jpeg", *_isp.SPECS)
 NOISE_TYPES = ("gaussian", "poisson")
 
 _BLUR_KEYS = {
@@ -47,16 +56,63 @@ _BLUR_KEYS = {
 
 
 def _plain(value: Any) -> Any:
-    """numpy scalars -> Python scalars (for hashing and YAML)."""
+    """numpy scalars -> Python scalars, lists -> tuples (for hashing and YAML)."""
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(v) for v in value)
     return value
 
 
-def _number(kind: str, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{kind} op: {key}={value!r} must be a finite number")
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _number(kind: str, key: str, value: Any, lo: float | None = None, hi: float | None = None,
+            integer: bool = False) -> Any:
+    """A scalar (returned as given) or a ``(lo, hi)`` range, every value within ``[lo, hi]``."""
+    what = "an integer" if integer else "a finite number"
+    ok = (lambda v: isinstance(v, int) and not isinstance(v, bool)) if integer else _is_number
+    if isinstance(value, tuple):
+        if len(value) != 2 or not all(ok(v) for v in value) or value[0] > value[1]:
+            raise ConfigError(f"{kind} op: {key}={list(value)!r} must be {what} or a [lo, hi] range with lo <= hi")
+        ends = value
+    elif ok(value):
+        ends = (value,)
+    else:
+        raise ConfigError(f"{kind} op: {key}={value!r} must be {what} or a [lo, hi] range")
+    if any((lo is not None and v < lo) or (hi is not None and v > hi) for v in ends):
+        bounds = f">= {lo}" if hi is None else (f"<= {hi}" if lo is None else f"in [{lo}, {hi}]")
+        raise ConfigError(f"{kind} op: {key}={_show(value)} is out of bounds; use values {bounds}")
     return value
+
+
+def _show(value: Any) -> str:
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
+
+
+def _end(params: dict, i: int) -> dict:
+    """The params with every range replaced by its ``i``-th end (0 = lo, 1 = hi)."""
+    return {k: (v[i] if isinstance(v, tuple) else v) for k, v in params.items()}
+
+
+def _check_spec(kind: str, p: dict) -> dict:
+    """Validate a camera/capture op (:data:`drtl.degradations.isp.SPECS`), defaults filled."""
+    spec = _isp.SPECS[kind]
+    extra = sorted(set(p) - set(spec))
+    if extra:
+        raise ConfigError(f"{kind} op: unknown parameter(s) {extra}; allowed {sorted(spec)}")
+    for key, rule in spec.items():
+        if key not in p:
+            if rule[0] is _isp.REQUIRED:
+                raise ConfigError(f"{kind} op: missing parameter {key!r}")
+            p[key] = rule[0]
+        if len(rule) == 2:
+            if isinstance(p[key], (bool, tuple)) or p[key] not in rule[1]:
+                raise ConfigError(f"{kind} op: {key}={_show(p[key])}; choose one of {', '.join(map(str, rule[1]))}")
+        else:
+            p[key] = _number(kind, key, p[key], rule[1], rule[2])
+    return p
 
 
 @dataclass(frozen=True)
@@ -71,7 +127,8 @@ class Op:
             raise ConfigError(f"unknown op kind {self.kind!r}; choose one of {', '.join(OP_KINDS)}")
         raw = dict(self.params) if not isinstance(self.params, dict) else dict(self.params)
         params = {str(k): _plain(v) for k, v in raw.items()}
-        params = getattr(self, f"_check_{self.kind}")(params)
+        check = getattr(self, f"_check_{self.kind}", None)
+        params = check(params) if check else _check_spec(self.kind, params)
         object.__setattr__(self, "params", tuple(sorted(params.items())))
 
     # -- validation per kind (returns params with defaults filled)
@@ -96,7 +153,8 @@ class Op:
             p.setdefault("theta_deg", 0.0)
         if kernel in ("gen_gauss", "plateau"):
             p.setdefault("sigma_y", p["sigma_x"])
-        _kernel_cached(tuple(sorted(p.items())))  # raises ConfigError on bad values
+        for i in (0, 1):  # raises ConfigError on bad values (both ends of every range)
+            _kernel_cached(tuple(sorted(_end(p, i).items())))
         return p
 
     @staticmethod
@@ -108,6 +166,8 @@ class Op:
         p.setdefault("fraction", 1.0)
         if p["mode"] not in RESIZE_MODES:
             raise ConfigError(f"resize op: mode={p['mode']!r}; choose one of {', '.join(RESIZE_MODES)}")
+        if isinstance(p["fraction"], tuple):
+            raise ConfigError(f"resize op: fraction={_show(p['fraction'])} must be fixed (the fractions sum to 1)")
         frac = _number("resize", "fraction", p["fraction"])
         if not 0 < frac <= 1:
             raise ConfigError(f"resize op: fraction={frac!r} must be in (0, 1]")
@@ -123,8 +183,7 @@ class Op:
             raise ConfigError(f"noise op: type={p.get('type')!r}; choose one of {', '.join(NOISE_TYPES)}")
         if "level" not in p:
             raise ConfigError("noise op: missing parameter 'level' (Gaussian sigma in 0-255 or Poisson scale)")
-        if _number("noise", "level", p["level"]) < 0:
-            raise ConfigError(f"noise op: level={p['level']!r} must be >= 0")
+        p["level"] = _number("noise", "level", p["level"], lo=0)
         p.setdefault("gray", False)
         if not isinstance(p["gray"], bool):
             raise ConfigError(f"noise op: gray={p['gray']!r} must be true or false")
@@ -135,9 +194,9 @@ class Op:
         extra = sorted(set(p) - {"quality"})
         if extra:
             raise ConfigError(f"jpeg op: unknown parameter(s) {extra}; allowed ['quality']")
-        q = p.get("quality")
-        if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 100:
-            raise ConfigError(f"jpeg op: quality={q!r} must be an integer in 1..100")
+        if "quality" not in p:
+            raise ConfigError("jpeg op: missing parameter 'quality' (an integer in 1..100)")
+        p["quality"] = _number("jpeg", "quality", p["quality"], 1, 100, integer=True)
         return p
 
     # -- access and serialisation
@@ -146,8 +205,22 @@ class Op:
         """Params as a dict."""
         return dict(self.params)
 
+    @property
+    def ranged(self) -> bool:
+        """Whether some parameter is a ``(lo, hi)`` range drawn per realisation."""
+        return any(isinstance(v, tuple) for _, v in self.params)
+
+    def draw(self, rng: np.random.Generator) -> dict[str, Any]:
+        """Params for one realisation: each range drawn uniformly (in sorted key order); no draw
+        without ranges."""
+        p = dict(self.params)
+        for key, v in self.params:
+            if isinstance(v, tuple):
+                p[key] = int(rng.integers(v[0], v[1] + 1)) if self.kind == "jpeg" else float(rng.uniform(*v))
+        return p
+
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **self.p}
+        return {"kind": self.kind, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in self.params}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Op":
@@ -160,6 +233,8 @@ class Op:
         """The blur kernel of a ``blur`` op (cached, read-only)."""
         if self.kind != "blur":
             raise ConfigError(f"{self.kind} op has no kernel")
+        if self.ranged:
+            raise ConfigError("a blur op with parameter ranges has no fixed kernel; draw(rng) its params")
         return _kernel_cached(self.params)
 
 
@@ -173,9 +248,11 @@ def _kernel_cached(params: tuple[tuple[str, Any], ...]) -> np.ndarray:
 
 
 def blur_op(kernel: str, size: int | None = None, **params) -> Op:
-    """``blur`` op; ``size`` defaults to an odd size covering +-3 sigma (clipped to 7..21)."""
+    """``blur`` op; ``size`` defaults to an odd size covering +-3 sigma (the top of a range; clipped
+    to 7..21)."""
     if size is None:
-        sig = max(float(params.get(k, 0.0)) for k in ("sigma", "sigma_x", "sigma_y")) if kernel != "sinc" else 0
+        top = lambda v: max(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+        sig = max(float(top(params.get(k, 0.0))) for k in ("sigma", "sigma_x", "sigma_y")) if kernel != "sinc" else 0
         size = 21 if kernel == "sinc" else _kernels.auto_size(sig)
     return Op("blur", tuple({"kernel": kernel, "size": size, **params}.items()))
 
@@ -188,8 +265,16 @@ def noise_op(type: str, level: float, gray: bool = False) -> Op:  # noqa: A002 -
     return Op("noise", (("type", type), ("level", level), ("gray", gray)))
 
 
-def jpeg_op(quality: int) -> Op:
+def jpeg_op(quality) -> Op:
     return Op("jpeg", (("quality", quality),))
+
+
+def isp_op(kind: str, **params) -> Op:
+    """A camera/capture op (``rescale``, ``defocus``, ``shift``, ``mosaic``, ``denoise``,
+    ``sharpen``, ``tone``, ``color``); any numeric parameter may be a ``[lo, hi]`` range."""
+    if kind not in _isp.SPECS:
+        raise ConfigError(f"isp_op: kind={kind!r}; choose one of {', '.join(_isp.SPECS)}")
+    return Op(kind, tuple(params.items()))
 
 
 # ----------------------------------------------------------------------------- execution
@@ -230,9 +315,10 @@ def apply_ops(
     total = sum(op.p["fraction"] for op in ops if op.kind == "resize")
     done = 0.0
     for op in ops:
-        p = op.p
+        p = op.draw(rng) if op.ranged else op.p
         if op.kind == "blur":
-            x = _kernels.apply_kernel(x, op.kernel())
+            kernel = op.kernel() if not op.ranged else _kernels.make_kernel(p.pop("kernel"), p.pop("size"), **p)
+            x = _kernels.apply_kernel(x, kernel)
             quantised = False
         elif op.kind == "resize":
             done += p["fraction"]
@@ -254,4 +340,7 @@ def apply_ops(
         elif op.kind == "jpeg":
             x = _jpeg_fn(np.clip(x, 0.0, 1.0), p["quality"])
             quantised = True
+        else:
+            x = _isp.OPS[op.kind](x, rng, **p)
+            quantised = False
     return x

@@ -1,10 +1,19 @@
 """Auxiliary degradation tasks: named, frozen, YAML-serialisable recipes, and the default bank.
 
 A :class:`Task` is ``(name, family, ops)``; each op is a :class:`drtl.degradations.ops.Op` (the op
-kinds and their parameters are listed there). Parameters are fixed per task (the kernel is fixed);
-only noise draws from the rng. Families: ``blur`` (blur kernels, including the downsampling kernel
-itself: clean bicubic, area, torch bicubic), ``noise``, ``jpeg``, ``combo`` (blur/resize + noise +
-JPEG) and ``second_order``.
+kinds and their parameters are listed there). An op parameter is fixed or a ``[lo, hi]`` range
+drawn from the rng per realisation (per pair). Families:
+
+- fixed parameters (only noise draws from the rng): ``blur`` (blur kernels, including the
+  downsampling kernel itself: clean bicubic, area, torch bicubic), ``noise``, ``jpeg``, ``combo``
+  (blur/resize + noise + JPEG) and ``second_order`` (Real-ESRGAN order);
+- camera-realistic, parameters drawn per pair: ``isp`` (a phone camera's processing after the
+  sensor: lens blur, box sampling, Bayer mosaic + raw shot/read noise + demosaic, denoising smear,
+  unsharp-mask sharpening with halos, white-balance/colour and tone jitter, JPEG), ``capture`` (the
+  capture chain of zoom datasets such as RealSR / City100: optical blur (defocus disk, lens PSF),
+  sensor box sampling, focal-length mismatch, sub-pixel misregistration and the resampling that
+  aligns it) and ``realesrgan`` (Real-ESRGAN second-order chains with random kernel, resize, noise
+  and JPEG parameters, ranges narrowed for x2).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from drtl.degradations.ops import (
     check_scale,
     apply_ops,
     blur_op,
+    isp_op,
     jpeg_op,
     modcrop,
     noise_op,
@@ -31,7 +41,7 @@ from drtl.degradations.ops import (
 )
 from drtl.errors import ConfigError, DataError
 
-FAMILIES = ("blur", "noise", "jpeg", "combo", "second_order")
+FAMILIES = ("blur", "noise", "jpeg", "combo", "second_order", "isp", "capture", "realesrgan")
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,12 @@ class Task:
             raise ConfigError(
                 f"task {self.name}: resize fractions {fractions} must sum to 1 (one total downscale)"
             )
+        kinds = [op.kind for op in ops]
+        if "rescale" in kinds and (
+            "resize" not in kinds or max(i for i, k in enumerate(kinds) if k == "rescale")
+            > max(i for i, k in enumerate(kinds) if k == "resize")
+        ):
+            raise ConfigError(f"task {self.name}: a rescale op must be followed by a resize op (to land on HR/scale)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "family": self.family, "ops": [op.to_dict() for op in self.ops]}
@@ -171,7 +187,7 @@ def _p(level, gray=False):
 
 _DOWN = resize_op("matlab")
 
-DEFAULT_BANK: tuple[Task, ...] = (
+FIXED_BANK: tuple[Task, ...] = (
     # blur family: blur kernel, then MATLAB bicubic downscale; plus the downsampling kernels alone
     Task("clean_bicubic", "blur", (_DOWN,)),
     Task("area_down", "blur", (resize_op("area"),)),
@@ -233,6 +249,91 @@ DEFAULT_BANK: tuple[Task, ...] = (
         ),
     ),
 )
+
+# --- camera-realistic families: parameters given as [lo, hi] are drawn per pair. Sizes are in the
+# pixels the op sees (HR before the resize, LR after it).
+_AREA = resize_op("area")  # sensor sampling: box integration over each LR pixel
+_LENS = blur_op("iso", size=7, sigma=[0.5, 1.0])  # mild lens blur ahead of the sensor
+_SHIFT = dict(dx=[-0.5, 0.5], dy=[-0.5, 0.5])
+_SINC = blur_op("sinc", size=13, omega_c=[1.05, 3.14])  # Real-ESRGAN final sinc, omega in [pi/3, pi]
+
+
+def _isp(kind, **p):
+    return isp_op(kind, **p)
+
+
+def _q(lo, hi):
+    return jpeg_op([lo, hi])
+
+
+CAMERA_BANK: tuple[Task, ...] = (
+    # isp: lens + sensor, then a phone ISP on the LR raw (the order of drtl.degradations.camera)
+    Task("isp_mild", "isp", (
+        _LENS, _AREA, _isp("mosaic", shot=[0.0005, 0.002], read=[0.001, 0.003]),
+        _isp("denoise", luma_sigma=0.4, chroma_sigma=[0.8, 1.5]), _isp("sharpen", amount=[0.5, 1.0], radius=1.0),
+        _isp("tone", gamma=[0.9, 1.1]), _q(85, 95))),
+    Task("isp_sharpen_halo", "isp", (
+        _LENS, _AREA, _isp("mosaic", shot=[0.0005, 0.002], read=0.002), _isp("denoise", chroma_sigma=1.2),
+        _isp("sharpen", amount=[1.5, 2.5], radius=[1.2, 2.0]), _q(75, 90))),
+    Task("isp_heavy_denoise", "isp", (
+        _LENS, _AREA, _isp("mosaic", shot=[0.003, 0.008], read=[0.004, 0.01]),
+        _isp("denoise", luma_sigma=[1.0, 2.0], chroma_sigma=[1.5, 3.0], range_sigma=[0.05, 0.12]),
+        _isp("sharpen", amount=[0.6, 1.2], radius=1.0, threshold=0.01), _q(70, 90))),
+    Task("isp_wb_tone_jitter", "isp", (
+        _LENS, _AREA, _isp("mosaic", shot=0.001, read=0.002, demosaic="mhc"),
+        _isp("color", r_gain=[0.85, 1.2], b_gain=[0.85, 1.2], saturation=[0.8, 1.3]),
+        _isp("tone", gamma=[0.8, 1.25], contrast=[-0.2, 0.5]), _isp("denoise", chroma_sigma=1.0),
+        _isp("sharpen", amount=[0.3, 0.8], radius=1.0), _q(80, 95))),
+    Task("isp_low_light", "isp", (
+        _LENS, _AREA, _isp("tone", gamma=[1.3, 1.7]),  # under-exposure, then digital gain
+        _isp("mosaic", shot=[0.004, 0.01], read=[0.006, 0.012], demosaic="mhc"),
+        _isp("tone", gamma=[0.6, 0.77]), _isp("denoise", luma_sigma=0.8, chroma_sigma=[2.0, 3.0]),
+        _isp("sharpen", amount=0.5, radius=1.0), _q(60, 80))),
+    # capture: optics, sensor box sampling, misregistration + resampling (no ISP)
+    Task("capture_defocus_shift", "capture", (
+        _isp("defocus", radius=[0.8, 2.0]), _AREA, _isp("shift", **_SHIFT, order=3), noise_op("gaussian", [1, 3]))),
+    Task("capture_aniso_psf_bilinear", "capture", (
+        blur_op("aniso", size=13, sigma_x=[0.8, 1.8], sigma_y=[0.4, 1.0], theta_deg=[0, 180]), _AREA,
+        _isp("shift", **_SHIFT, order=1), noise_op("poisson", [0.2, 0.6]))),
+    Task("capture_zoom_mismatch", "capture", (
+        blur_op("iso", size=9, sigma=[0.6, 1.4]), _isp("rescale", factor=[0.92, 1.08], mode="bicubic"), _AREA,
+        _isp("shift", **_SHIFT, order=3))),
+    Task("capture_two_stage_resample", "capture", (
+        _isp("defocus", radius=[0.5, 1.2]), resize_op("area", 0.5), _isp("shift", **_SHIFT, order=1),
+        resize_op("bicubic", 0.5), _q(88, 95))),
+    # realesrgan: blur -> random resize -> noise -> JPEG, twice; final sinc (ranges milder than Real-ESRGAN's)
+    Task("realesrgan_iso_gauss", "realesrgan", (
+        blur_op("iso", size=13, sigma=[0.2, 2.0]), _isp("rescale", factor=[0.6, 1.3], mode="bilinear"),
+        resize_op("area", 0.5), noise_op("gaussian", [1, 15]), _q(50, 95),
+        blur_op("iso", size=7, sigma=[0.2, 1.0]), _isp("rescale", factor=[0.8, 1.2], mode="bicubic"),
+        resize_op("bilinear", 0.5), noise_op("gaussian", [1, 10]), _SINC, _q(60, 95))),
+    Task("realesrgan_aniso_poisson", "realesrgan", (
+        blur_op("aniso", size=13, sigma_x=[0.2, 2.0], sigma_y=[0.2, 2.0], theta_deg=[0, 180]),
+        _isp("rescale", factor=[0.6, 1.3], mode="area"), resize_op("bicubic", 0.5), noise_op("poisson", [0.05, 1.5]),
+        _q(50, 95), blur_op("aniso", size=7, sigma_x=[0.2, 1.0], sigma_y=[0.2, 1.0], theta_deg=[0, 180]),
+        _isp("rescale", factor=[0.8, 1.2], mode="bilinear"), resize_op("area", 0.5),
+        noise_op("poisson", [0.05, 1.0]), _q(60, 95), _SINC)),
+    Task("realesrgan_gen_gauss_gray", "realesrgan", (
+        blur_op("gen_gauss", size=13, sigma_x=[0.2, 2.0], beta=[0.5, 4.0]),
+        _isp("rescale", factor=[0.6, 1.3], mode="bicubic"), resize_op("bilinear", 0.5),
+        noise_op("gaussian", [1, 15], gray=True), _q(50, 95),
+        blur_op("gen_gauss", size=7, sigma_x=[0.2, 1.0], beta=[0.5, 4.0]), resize_op("bicubic", 0.5),
+        noise_op("gaussian", [1, 10], gray=True), _SINC, _q(60, 95))),
+    Task("realesrgan_plateau_mixed", "realesrgan", (
+        blur_op("plateau", size=13, sigma_x=[0.2, 2.0], beta=[1.0, 2.0]),
+        _isp("rescale", factor=[0.6, 1.3], mode="area"), resize_op("area", 0.5),
+        noise_op("poisson", [0.05, 1.5], gray=True), _q(50, 95), blur_op("iso", size=7, sigma=[0.2, 1.0]),
+        resize_op("bicubic", 0.5), noise_op("gaussian", [1, 10]), _q(60, 95), _SINC)),
+    Task("realesrgan_sinc_first", "realesrgan", (
+        _SINC, _isp("rescale", factor=[0.6, 1.3], mode="bicubic"), resize_op("bilinear", 0.5),
+        noise_op("gaussian", [1, 15]), _q(50, 95),
+        blur_op("aniso", size=7, sigma_x=[0.2, 1.0], sigma_y=[0.2, 1.0], theta_deg=[0, 180]),
+        resize_op("area", 0.5), noise_op("poisson", [0.05, 1.0]), _SINC, _q(60, 95))),
+)
+
+# the default bank: the fixed-parameter families first (their order and outputs are unchanged),
+# then the camera-realistic ones
+DEFAULT_BANK: tuple[Task, ...] = FIXED_BANK + CAMERA_BANK
 
 _REGISTRY: dict[str, Task] = {t.name: t for t in DEFAULT_BANK}
 assert len(_REGISTRY) == len(DEFAULT_BANK), "duplicate names in DEFAULT_BANK"
