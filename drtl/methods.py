@@ -115,6 +115,14 @@ STAGE_VARIANTS: dict[str, tuple[str, ...]] = {
 TRAINED_METHODS: tuple[str, ...] = tuple(m.name for m in METHODS.values() if m.trains)
 
 
+# The paired comparisons of the report (drtl.stats): each DRTL row against its twin, meta-learning
+# against its equal-compute control, transfer against scratch, one pair + DRTL against the ceilings.
+COMPARISONS: tuple[tuple[str, str], ...] = (
+    ("drtl_pre", "pretrain"), ("drtl_meta", "maml"), ("maml", "pretrain_more"), ("drtl_meta", "pretrain_more"),
+    ("pretrain", "scratch"), ("drtl_pre", "bicubic"), ("drtl_pre", "scratch_all"), ("upper_bound", "scratch_all"),
+)
+
+
 def get_method(name: str) -> Method:
     try:
         return METHODS[name]

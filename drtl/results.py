@@ -70,17 +70,27 @@ def plot(agg, path: str | Path) -> None:
         fig.savefig(tmp, format="png")
 
 
-def write_report(full, out_dir: str | Path):
+def write_report(full, out_dir: str | Path, images=None):
     """``results.csv``, ``aggregate.csv``, ``results.md`` and ``psnr_vs_shots.png`` in ``out_dir``;
-    returns the aggregate table."""
+    with per-image rows (``images``, :data:`drtl.stats.IMAGE_COLUMNS`) also ``comparisons.csv``, the
+    paired comparisons with bootstrap intervals, appended to ``results.md``. Returns the aggregate."""
     from drtl.io import atomic_path, write_text
 
     out = Path(out_dir)
     agg = aggregate(full)
+    text = markdown(agg)
+    if images is not None and len(images):
+        from drtl import stats
+
+        comp = stats.comparisons(images)
+        with atomic_path(out / "comparisons.csv") as tmp:
+            comp.to_csv(tmp, index=False, float_format="%.4f")
+        if len(comp):
+            text += "\n" + stats.markdown(comp)
     with atomic_path(out / "results.csv") as tmp:
         full.to_csv(tmp, index=False, float_format="%.6f")
     with atomic_path(out / "aggregate.csv") as tmp:
         agg.to_csv(tmp, index=False, float_format="%.6f")
-    write_text(out / "results.md", markdown(agg))
+    write_text(out / "results.md", text)
     plot(agg, out / "psnr_vs_shots.png")
     return agg

@@ -3,7 +3,9 @@
 ``results.csv``: one row per (method, shots, seed) with ``method, shots, seed, psnr_y, ssim_y``
 (means over the test images). ``aggregate.csv``: mean and std over seeds per (method, shots).
 ``results.md``: the aggregate as a Markdown table (PSNR-Y mean +- std, then SSIM-Y).
-``psnr_vs_shots.png``: PSNR-Y against K with error bars per method. ``metrics.json``: for
+``psnr_vs_shots.png``: PSNR-Y against K with error bars per method. ``comparisons.csv`` (and a
+section of ``results.md``): paired per-image differences of the registry's comparisons with
+bootstrap 95 % intervals (:mod:`drtl.stats`). ``metrics.json``: for
 ``dvc metrics`` / ``dvc exp show``, per method and K: PSNR-Y and SSIM-Y mean, std and seed count
 (see :func:`dvc_metrics`).
 """
@@ -18,13 +20,16 @@ import pandas as pd
 from drtl.errors import DataError
 from drtl.io import clean_stale_temps, write_text
 from drtl.results import COLUMNS, sort_rows, write_report
+from drtl.stats import IMAGE_COLUMNS
 
 
-def collect(eval_paths: list[str | Path], expand_shots: list[int] | None = None) -> pd.DataFrame:
+def collect(eval_paths: list[str | Path], expand_shots: list[int] | None = None, images: list | None = None
+            ) -> pd.DataFrame:
     """Rows from evaluation reports. A report with ``shots: null`` (bicubic, upper_bound: methods
     that do not depend on K) is repeated for every K of ``expand_shots`` so the table is complete.
     The same run (method, shots, seed) given twice counts once, its first report: Kubeflow evaluates
-    K-independent runs once per cell of its sweep."""
+    K-independent runs once per cell of its sweep. ``images``: a list that receives the per-image
+    rows (``drtl.stats.IMAGE_COLUMNS``; K-independent runs once, with shots 0)."""
     rows, seen = [], set()
     for p in eval_paths:
         p = Path(p)
@@ -35,6 +40,9 @@ def collect(eval_paths: list[str | Path], expand_shots: list[int] | None = None)
         if key in seen:
             continue
         seen.add(key)
+        if images is not None:
+            images += [{"method": r["method"], "shots": int(r.get("shots") or 0), "seed": int(r["seed"] or 0),
+                        "image": im["name"], "psnr_y": float(im["psnr_y"])} for im in r.get("per_image", [])]
         ks = [r["shots"]] if r.get("shots") is not None else list(expand_shots or [0])
         for k in ks:
             rows.append({"method": r["method"], "shots": int(k), "seed": int(r["seed"] or 0),
@@ -47,8 +55,9 @@ def collect(eval_paths: list[str | Path], expand_shots: list[int] | None = None)
 def report(eval_paths: list[str | Path], out: str | Path, expand_shots: list[int] | None = None) -> dict:
     out = Path(out)
     clean_stale_temps(out)  # temporaries of an earlier report run that was killed
-    df = collect(eval_paths, expand_shots)
-    agg = write_report(df, out)
+    images: list = []
+    df = collect(eval_paths, expand_shots, images)
+    agg = write_report(df, out, pd.DataFrame(images, columns=IMAGE_COLUMNS))
     nested = dvc_metrics(agg)
     write_text(out / "metrics.json", json.dumps(nested, indent=1) + "\n")
     # flat headline numbers (method_kK_psnr_y: mean PSNR-Y) for callers that log scalars (Kubeflow)

@@ -1,0 +1,70 @@
+"""Paired comparisons with bootstrap intervals (drtl.stats) and their place in the report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from drtl.stats import IMAGE_COLUMNS, bootstrap_ci, comparisons, markdown, paired
+
+
+def _images(rows):
+    return pd.DataFrame(rows, columns=IMAGE_COLUMNS)
+
+
+def _table():
+    rows = []
+    for seed in (0, 1):
+        for i in range(5):
+            rows.append(("bicubic", 0, seed, f"im{i}", 30.0 + i))
+            for k in (1, 5):
+                rows.append(("pretrain", k, seed, f"im{i}", 30.0 + i + 0.1 * k))
+                # drtl_pre: +0.2 dB over pretrain on every image at K=1, +-0.05 alternating at K=5
+                rows.append(("drtl_pre", k, seed, f"im{i}", 30.0 + i + 0.1 * k + (0.2 if k == 1 else 0.05 * (-1) ** i)))
+    return _images(rows)
+
+
+def test_paired_differences_match_seed_and_image():
+    t = _table()
+    d = paired(t, "drtl_pre", "pretrain", 1)
+    assert len(d) == 10 and np.allclose(d, 0.2)
+    d5 = paired(t, "drtl_pre", "bicubic", 5)  # a K-independent row pairs with every K
+    assert len(d5) == 10 and np.isclose(d5.mean(), 0.5 + 0.05 * (3 - 2) / 5)
+    assert len(paired(t, "drtl_pre", "pretrain", 10)) == 0  # no such K
+
+
+def test_comparisons_golden_and_interval():
+    c = comparisons(_table(), pairs=[("drtl_pre", "pretrain"), ("pretrain", "bicubic"), ("bicubic", "bicubic")])
+    one = c[(c.a == "drtl_pre") & (c.shots == 1)].iloc[0]
+    assert one.mean_diff == pytest.approx(0.2) and one.ci_low == pytest.approx(0.2) and one.a_wins == 1.0
+    five = c[(c.a == "drtl_pre") & (c.shots == 5)].iloc[0]
+    assert five.mean_diff == pytest.approx(0.01) and five.ci_low < 0 < five.ci_high and five.a_wins == 0.6
+    assert list(c[c.a == "bicubic"].shots) == [0]  # two K-independent rows: one comparison
+    text = markdown(c)
+    assert "| drtl_pre - pretrain | 1 | +0.200 * |" in text and "| bicubic - bicubic | all |" in text
+
+
+def test_bootstrap_ci_is_seeded_and_covers_the_mean():
+    d = np.random.default_rng(3).normal(0.1, 0.3, size=40)
+    lo, hi = bootstrap_ci(d)
+    assert (lo, hi) == bootstrap_ci(d) and lo < d.mean() < hi
+    assert hi - lo == pytest.approx(2 * 1.96 * d.std(ddof=1) / np.sqrt(40), rel=0.25)
+
+
+def test_report_writes_comparisons(tmp_path):
+    from drtl.stages.report import report
+
+    evals = []
+    for m, k, base in (("bicubic", None, 30.0), ("pretrain", 1, 30.1), ("drtl_pre", 1, 30.3)):
+        p = tmp_path / f"{m}.json"
+        per = [{"name": f"im{i}", "psnr_y": base + 0.01 * i} for i in range(4)]
+        p.write_text(json.dumps({"method": m, "shots": k, "seed": 0, "psnr_y": base, "ssim_y": 0.8, "per_image": per}))
+        evals.append(p)
+    report(evals, tmp_path / "rep", [1])
+    comp = pd.read_csv(tmp_path / "rep" / "comparisons.csv")
+    row = comp[(comp.a == "drtl_pre") & (comp.b == "pretrain")].iloc[0]
+    assert row.mean_diff == pytest.approx(0.2) and row.n_pairs == 4
+    assert "drtl_pre - pretrain" in (tmp_path / "rep" / "results.md").read_text()
