@@ -2,16 +2,29 @@
 
 Reports in one run (on ``--threads`` threads, default 2):
 
-(a) throughput of :func:`drtl.upscale.upscale_image` with the default tile (256) and overlap (16),
+(a) throughput of :func:`drtl.upscale.upscale_image` with the default tile and overlap (16),
     output megapixels per second, for the CPU default model ``edsr_tiny`` x2 (random init: speed does
-    not depend on the weights) on ``--images`` LR images of ``--lr`` (default 3 x 640x480), median
-    of ``--repeats`` timed runs per image after one warm-up; next to the same images upscaled
-    untiled, with MATLAB-bicubic :func:`drtl.degradations.resize.imresize` and with Pillow's
-    ``Image.resize(BICUBIC)`` (ratios = model time / bicubic time);
+    not depend on the weights) on ``--images`` LR images of ``--lr`` (default 3 x 640x480), the
+    fastest of ``--repeats`` timed runs per image after one warm-up (the variants are interleaved,
+    so load from other work hits them alike); next to the same images upscaled untiled, with
+    MATLAB-bicubic :func:`drtl.degradations.resize.imresize`, with Pillow's
+    ``Image.resize(BICUBIC)`` and with the **reference**: a plain ``nn.Sequential`` of 3x3
+    convolutions (3 -> F, n x F -> F, F -> k at LR resolution, F = the model's ``num_feat``)
+    whose FLOPs per output pixel equal the model's (counted from the model's own Conv2d layers
+    with forward hooks), run channels_last on the same LR images cut into blocks of the tile size
+    (no overlap: exactly that much work, in cache-sized pieces). ``core / reference`` is the share
+    of what this CPU's convolutions allow that the upscale core reaches;
 (b) peak resident memory (VmHWM, i.e. ``ru_maxrss`` of a fresh subprocess per mode; Linux's
     ``ru_maxrss`` would include the parent's peak, inherited across fork+exec) and wall time for one
     ``--big`` LR image (default 2000x1500 -> 4000x3000 output) with tiling (tile 256) and without;
     the untiled run is skipped (and said so) when its rough estimate exceeds half of MemAvailable.
+
+(c) ``drtl upscale`` end to end (a fresh ``python -m drtl.cli upscale`` process: imports, model
+    load, PNG read and write included) on ``--cli-images`` PNGs of ``--cli-lr`` (default 4 x
+    1280x960) with ``--threads``; the faster of two runs (0 images: skipped).
+
+The core's output is also checked: tiled against untiled (bit-identical expected) and untiled
+against the model's plain NCHW forward (uint8 levels that differ, from last-bit rounding).
 
 The LR images are scikit-image's bundled photos (no download) resized to the LR size; synthetic
 images are used if they are unavailable. Output: a Markdown table; ``--json PATH`` also writes the
@@ -36,15 +49,17 @@ def _size(text: str) -> tuple[int, int]:
 def _parse(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2, help="torch / BLAS / OpenMP threads (default 2)")
-    ap.add_argument("--repeats", type=int, default=3, help="timed runs per image (median)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per image (the fastest counts)")
     ap.add_argument("--images", type=int, default=3, help="number of LR images for (a)")
     ap.add_argument("--lr", type=_size, default=(640, 480), help="LR size WxH for (a) (default 640x480)")
     ap.add_argument("--big", type=_size, default=(2000, 1500), help="LR size WxH for (b) (default 2000x1500)")
-    ap.add_argument("--tile", type=int, default=256, help="tile for the tiled runs (default 256)")
+    ap.add_argument("--tile", type=int, default=None, help="tile for the tiled runs (default drtl.upscale.DEFAULT_TILE)")
     ap.add_argument("--overlap", type=int, default=16)
     ap.add_argument("--arch", default="edsr_tiny", help="arch name (default edsr_tiny, the CPU default)")
     ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--no-untiled-big", action="store_true", help="skip the untiled run of (b)")
+    ap.add_argument("--cli-images", type=int, default=4, help="images for (c), the CLI end to end (0: skip)")
+    ap.add_argument("--cli-lr", type=_size, default=(1280, 960), help="LR size WxH for (c) (default 1280x960)")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     ap.add_argument("--_rss", choices=["tiled", "untiled"], default=None, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
@@ -59,8 +74,8 @@ if ARGS is not None:  # thread counts must be set before numpy / torch load thei
 import json  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -71,7 +86,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drtl.archs import build_arch  # noqa: E402
 from drtl.degradations.resize import imresize  # noqa: E402
-from drtl.upscale import upscale_image  # noqa: E402
+from drtl.upscale import DEFAULT_TILE, tile_grid, upscale_image  # noqa: E402
+from torch import nn  # noqa: E402
 
 
 def _model(args):
@@ -96,13 +112,57 @@ def _images(n: int, size: tuple[int, int]) -> tuple[list[np.ndarray], str]:
         return imgs, "synthetic"
 
 
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def _best_times(fns: dict, repeats: int) -> dict:
+    """Fastest of ``repeats`` runs of each function, the functions interleaved (one warm-up each)."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    best = {k: float("inf") for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return best
+
+
+def conv_flops(model: nn.Module, h: int = 32, w: int = 32) -> float:
+    """FLOPs (2 x multiply-adds) of every Conv2d of ``model`` on one 1x3xhxw input, from forward hooks."""
+    total = [0.0]
+
+    def hook(m, inp, out):
+        k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
+        total[0] += 2.0 * k * out.numel()
+
+    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.inference_mode():
+            model(torch.rand(1, 3, h, w))
+    finally:
+        for hd in hs:
+            hd.remove()
+    return total[0]
+
+
+def reference_stack(flops_per_lr_px: float, num_feat: int) -> tuple[nn.Sequential, float]:
+    """3x3 convs 3 -> F, n x F -> F, F -> k (stride 1, padding 1) whose FLOPs per LR pixel are
+    ``flops_per_lr_px`` to within one output channel of the last conv; returns (stack, its FLOPs
+    per LR pixel)."""
+    per = lambda cin, cout: 2.0 * 9 * cin * cout  # noqa: E731
+    rest = flops_per_lr_px - per(3, num_feat)
+    n = int(rest // per(num_feat, num_feat))
+    k = max(1, round((rest - n * per(num_feat, num_feat)) / per(num_feat, 1)))
+    layers = [nn.Conv2d(3, num_feat, 3, 1, 1)] + [nn.Conv2d(num_feat, num_feat, 3, 1, 1) for _ in range(n)]
+    layers.append(nn.Conv2d(num_feat, k, 3, 1, 1))
+    stack = nn.Sequential(*layers).eval().to(memory_format=torch.channels_last)
+    return stack, per(3, num_feat) + n * per(num_feat, num_feat) + per(num_feat, k)
+
+
+def _run_stack(stack: nn.Sequential, img: np.ndarray, tile: int) -> None:
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float().div_(255.0)  # HWC memory = channels_last
+    h, w = img.shape[:2]
+    with torch.inference_mode():
+        for (y0, y1, x0, x1), _ in tile_grid(h, w, tile, 0):
+            stack(x[:, :, y0:y1, x0:x1])
 
 
 def _proc_status_mb(key: str) -> float | None:
@@ -130,7 +190,7 @@ def _rss_child(args) -> None:
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     before = _maxrss_mb()
-    tile = args.tile if args._rss == "tiled" else None
+    tile = (args.tile or DEFAULT_TILE) if args._rss == "tiled" else None
     t0 = time.perf_counter()
     out = upscale_image(model, img, tile=tile, overlap=args.overlap)
     dt = time.perf_counter() - t0
@@ -159,7 +219,7 @@ def _untiled_estimate_mb(args) -> float:
 
 def _run_child(args, mode: str) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_rss", mode, "--threads", str(args.threads),
-           "--big", f"{args.big[0]}x{args.big[1]}", "--tile", str(args.tile), "--overlap", str(args.overlap),
+           "--big", f"{args.big[0]}x{args.big[1]}", "--tile", str(args.tile or DEFAULT_TILE), "--overlap", str(args.overlap),
            "--arch", args.arch, "--scale", str(args.scale)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
@@ -167,24 +227,72 @@ def _run_child(args, mode: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def _cli_end_to_end(args) -> dict:
+    """Time ``python -m drtl.cli upscale`` on ``--cli-images`` PNGs (fresh process; best of 2)."""
+    from drtl.io import write_image
+    from drtl.modelio import save_model
+
+    repo = Path(__file__).resolve().parents[1]
+    imgs, _ = _images(args.cli_images, args.cli_lr)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for i, img in enumerate(imgs):
+            write_image(tmp / "in" / f"{i:02d}.png", img)
+        model_path = save_model(tmp / "model.pt", _model(args), {"method": "bench"})
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+               "DRTL_PROGRESS": "0"}
+        cmd = [sys.executable, "-m", "drtl.cli", "upscale", str(tmp / "in"), "--model", str(model_path),
+               "--out", str(tmp / "out"), "--threads", str(args.threads)]
+        best = float("inf")
+        for _ in range(2):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, env=env)
+            best = min(best, time.perf_counter() - t0)
+    out_mp = sum(i.shape[0] * i.shape[1] for i in imgs) * args.scale**2 / 1e6
+    return {"images": len(imgs), "lr": f"{args.cli_lr[0]}x{args.cli_lr[1]}", "seconds": best,
+            "out_mp": out_mp, "out_mp_per_s": out_mp / best}
+
+
+def _check_output(model, img: np.ndarray, tile: int, overlap: int) -> dict:
+    """uint8 values that differ: tiled vs untiled, and untiled vs the model's plain NCHW forward."""
+    full = upscale_image(model, img, tile=None)
+    tiled = upscale_image(model, img, tile=tile, overlap=overlap)
+    with torch.inference_mode():
+        y = model(torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float().div_(255.0).contiguous())
+    plain = y[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return {"values": int(full.size), "tiled_vs_untiled": int((tiled != full).sum()),
+            "untiled_vs_plain_nchw_forward": int((plain != full).sum()),
+            "max_level_diff_vs_plain": int(np.abs(plain.astype(np.int16) - full).max())}
+
+
 def main(args) -> dict:
     torch.set_num_threads(args.threads)
+    args.tile = args.tile or DEFAULT_TILE
     model = _model(args)
     imgs, source = _images(args.images, args.lr)
     s = args.scale
-    upscale_image(model, imgs[0][:64, :64], tile=args.tile, overlap=args.overlap)  # warm-up
+    flops_lr = conv_flops(model) / (32 * 32)
+    stack, stack_flops_lr = reference_stack(flops_lr, model.arch_cfg["num_feat"])
     rows = []
     for i, img in enumerate(imgs):
         h, w = img.shape[:2]
         out_mp = h * s * w * s / 1e6
-        t_tiled = _median_time(lambda: upscale_image(model, img, tile=args.tile, overlap=args.overlap), args.repeats)
-        t_full = _median_time(lambda: upscale_image(model, img, tile=None), args.repeats)
-        t_mat = _median_time(lambda: imresize(img, scale=s), args.repeats)
-        t_pil = _median_time(lambda: Image.fromarray(img).resize((w * s, h * s), Image.BICUBIC), args.repeats)
-        rows.append({"image": i, "lr": f"{w}x{h}", "out_mp": out_mp, "tiled_s": t_tiled, "untiled_s": t_full,
-                     "matlab_bicubic_s": t_mat, "pillow_bicubic_s": t_pil})
-    tot = {k: sum(r[k] for r in rows) for k in ("out_mp", "tiled_s", "untiled_s", "matlab_bicubic_s", "pillow_bicubic_s")}
-
+        t = _best_times({
+            "tiled_s": lambda: upscale_image(model, img, tile=args.tile, overlap=args.overlap),
+            "reference_s": lambda: _run_stack(stack, img, args.tile),
+            "untiled_s": lambda: upscale_image(model, img, tile=None),
+            "matlab_bicubic_s": lambda: imresize(img, scale=s),
+            "pillow_bicubic_s": lambda: Image.fromarray(img).resize((w * s, h * s), Image.BICUBIC),
+        }, args.repeats)
+        rows.append({"image": i, "lr": f"{w}x{h}", "out_mp": out_mp, **t})
+    keys = ("out_mp", "tiled_s", "reference_s", "untiled_s", "matlab_bicubic_s", "pillow_bicubic_s")
+    tot = {k: sum(r[k] for r in rows) for k in keys}
+    lr_px = tot["out_mp"] * 1e6 / s**2
+    # the reference's FLOPs differ from the model's by under one output channel of its last conv:
+    # its time is scaled to the model's FLOPs, so "reference MP/s" is for exactly the model's work
+    tot["reference_s"] *= flops_lr / stack_flops_lr
+    check = _check_output(model, imgs[0], args.tile, args.overlap)
+    cli = _cli_end_to_end(args) if args.cli_images > 0 else None
     mem = [_run_child(args, "tiled")]
     est = _untiled_estimate_mb(args)
     avail = _mem_available_mb()
@@ -205,7 +313,17 @@ def main(args) -> dict:
         "repeats": args.repeats,
         "per_image": rows,
         "total": tot,
-        "throughput_out_mp_per_s": {"tiled": tot["out_mp"] / tot["tiled_s"], "untiled": tot["out_mp"] / tot["untiled_s"],
+        "flops_per_output_px": flops_lr / s**2,
+        "reference": {"layers": len(stack), "last_out_channels": stack[-1].out_channels,
+                      "flops_per_output_px": stack_flops_lr / s**2,
+                      "gflop_per_s": flops_lr * lr_px / tot["reference_s"] / 1e9},
+        "core_gflop_per_s": flops_lr * lr_px / tot["tiled_s"] / 1e9,
+        "ratio_core_vs_reference": tot["reference_s"] / tot["tiled_s"],
+        "loadavg": os.getloadavg(),
+        "output_check": check,
+        "cli": cli,
+        "throughput_out_mp_per_s": {"tiled": tot["out_mp"] / tot["tiled_s"], "reference": tot["out_mp"] / tot["reference_s"],
+                                    "untiled": tot["out_mp"] / tot["untiled_s"],
                                     "matlab_bicubic": tot["out_mp"] / tot["matlab_bicubic_s"],
                                     "pillow_bicubic": tot["out_mp"] / tot["pillow_bicubic_s"]},
         "ratio_model_vs_matlab_bicubic": tot["tiled_s"] / tot["matlab_bicubic_s"],
@@ -225,17 +343,32 @@ def _table(r: dict) -> str:
         f"### drtl upscale on CPU ({r['machine']['threads']} threads, torch {r['machine']['torch']}), "
         f"{r['model']['name']} x{r['model']['scale']}, {n} x {lr} LR ({r['images']})",
         "",
+        f"Model: {r['flops_per_output_px'] / 1e3:.1f} kFLOP per output px (its Conv2d layers). Reference: "
+        f"nn.Sequential of {r['reference']['layers']} 3x3 convs ({r['reference']['flops_per_output_px'] / 1e3:.1f} "
+        f"kFLOP per output px, time scaled to the model's FLOPs), {r['reference']['gflop_per_s']:.0f} GFLOP/s; "
+        f"the core {r['core_gflop_per_s']:.0f} GFLOP/s = **{r['ratio_core_vs_reference']:.2f}x the reference**. "
+        f"Load average {r['loadavg'][0]:.1f}.",
+        "",
         "| method | total time (s) | output MP/s | time vs MATLAB bicubic | time vs Pillow bicubic |",
         "|---|---:|---:|---:|---:|",
     ]
     for label, key, tpk in [
         (f"upscale_image, tile {r['tile']} / overlap {r['overlap']}", "tiled_s", "tiled"),
+        ("reference conv stack (same FLOPs)", "reference_s", "reference"),
         ("upscale_image, untiled", "untiled_s", "untiled"),
         ("imresize (MATLAB bicubic, numpy)", "matlab_bicubic_s", "matlab_bicubic"),
         ("Pillow resize BICUBIC", "pillow_bicubic_s", "pillow_bicubic"),
     ]:
         lines.append(f"| {label} | {t[key]:.3f} | {tp[tpk]:.3f} | {t[key] / t['matlab_bicubic_s']:.1f}x | "
                      f"{t[key] / t['pillow_bicubic_s']:.1f}x |")
+    c = r["output_check"]
+    lines += ["", f"Output check (image 0, {c['values']} uint8 values): tiled vs untiled {c['tiled_vs_untiled']} differ; "
+              f"untiled vs the model's plain NCHW forward {c['untiled_vs_plain_nchw_forward']} differ "
+              f"(max {c['max_level_diff_vs_plain']} level)."]
+    if r.get("cli"):
+        k = r["cli"]
+        lines += ["", f"`drtl upscale` end to end (fresh process, PNG in/out), {k['images']} x {k['lr']} LR, "
+                  f"--threads {r['machine']['threads']}: {k['seconds']:.2f} s, **{k['out_mp_per_s']:.2f} output MP/s**."]
     b = r["big"]
     lines += ["", f"### Peak memory, one {b['lr']} LR -> {b['out']} output (fresh process, peak RSS = VmHWM)", "",
               "| mode | peak RSS (MB) | RSS before inference (MB) | increase (MB) | time (s) |", "|---|---:|---:|---:|---:|"]

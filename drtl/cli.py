@@ -231,6 +231,13 @@ def _nonneg_int(text: str) -> int:
     return v
 
 
+def _pos_int(text: str) -> int:
+    v = _nonneg_int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v}")
+    return v
+
+
 def add_adapt_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``drtl adapt`` on an argparse subparsers object (``drtl.orchestrate.adapt.add_adapt_parser``)."""
     p = subparsers.add_parser(
@@ -257,7 +264,7 @@ def add_adapt_parser(subparsers) -> argparse.ArgumentParser:
 
 def add_upscale_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``drtl upscale INPUT... --model M --out DIR [--tile 256] [--overlap 16]
-    [--device cpu|cuda|auto] [--scale S] [--amp/--no-amp]`` on an argparse subparsers object
+    [--device cpu|cuda|auto] [--scale S] [--amp/--no-amp] [--threads N]`` on an argparse subparsers object
     (``drtl.upscale.add_upscale_parser``)."""
     p = subparsers.add_parser(
         "upscale",
@@ -275,6 +282,8 @@ def add_upscale_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, default=None, help="expected scale; must match the model's")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast (default: on for CUDA, off for CPU)")
+    p.add_argument("--threads", type=_pos_int, default=None, metavar="N",
+                   help="CPU threads for inference (default: every core this process may run on)")
     p.set_defaults(func=_cmd_upscale)
     return p
 

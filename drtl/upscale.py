@@ -28,8 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from drtl.config import apply_threads
 from drtl.errors import ConfigError, DataError
 from drtl.io import IMAGE_EXTS, clean_stale_temps, image_info, read_image, write_image
 from drtl.modelio import load_model, resolve_device
@@ -83,6 +85,74 @@ def check_tiling(tile: int | None, overlap: int) -> None:
             f"{-(-overlap // MAX_OVERLAP_PER_TILE)} (or 0: the whole image at once) or a smaller overlap")
 
 
+def _fused_cpu_forward(model: nn.Module):
+    """A forward for ``model`` on CPU in float32 with fewer memory passes, or None when it does not apply.
+
+    For an :class:`drtl.archs.edsr.EDSR` whose convolutions are all 3x3 / stride 1 / padding 1 /
+    groups 1 with a bias: channels_last activations and oneDNN convolutions with the next
+    element-wise op fused in (``torch.ops.mkldnn._convolution_pointwise``: ReLU after the first conv
+    of each residual block, the residual add after the second, the long skip after
+    ``conv_after_body``, the bicubic skip after ``conv_last``). Every op is one of
+    ``EDSR.forward``, in the same order (a multiply or divide by 1.0 is skipped: it is exact), but
+    oneDNN's channels_last kernels round differently from the NCHW ones in the last bit (about
+    1e-7; likewise ``model.to(memory_format=torch.channels_last)``), which moves a uint8 output
+    level on a few pixels per million (counted in benchmarks/bench_upscale.py). Every tile runs the
+    same kernels, so tiled output stays bit-identical to untiled. The function takes the LR tile as an
+    NCHW float tensor (any strides) and returns a channels_last tensor.
+    """
+    from drtl.archs.edsr import EDSR, ResidualBlockNoBN
+
+    op = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
+    if type(model) is not EDSR or op is None or not torch.backends.mkldnn.is_available():
+        return None
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    for c in convs:
+        if (c.kernel_size != (3, 3) or c.stride != (1, 1) or c.padding != (1, 1) or c.dilation != (1, 1)
+                or c.groups != 1 or c.bias is None or c.padding_mode != "zeros"
+                or c.weight.dtype != torch.float32 or c.weight.device.type != "cpu"):
+            return None
+    if not all(type(b) is ResidualBlockNoBN for b in model.body):
+        return None
+    if not all(isinstance(m, (nn.Conv2d, nn.PixelShuffle)) for m in model.upsample):
+        return None
+    binary = op.binary
+    one = [1, 1]  # padding, stride, dilation
+
+    def conv(c: nn.Conv2d, x: torch.Tensor, post: str = "none") -> torch.Tensor:
+        return op(x, c.weight, c.bias, one, one, one, 1, post, [], "")
+
+    def conv_add(c: nn.Conv2d, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        # (conv(x) + bias) + other, the add done by oneDNN as a post-op on the conv's output
+        return binary(x, other, c.weight, c.bias, one, one, one, 1, "add", None, None, [], None)
+
+    cl = torch.channels_last
+    scale, img_range = model.scale, model.img_range
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=cl)
+        mean = model.mean.to(dtype=x.dtype)
+        feat = conv(model.conv_first, (x - mean) * img_range)
+        h = feat
+        for b in model.body:
+            t = conv(b.conv1, h, "relu")
+            if b.res_scale == 1.0:  # x * 1.0 == x exactly: the multiply is skipped
+                h = conv_add(b.conv2, t, h)
+            else:
+                h = h + conv(b.conv2, t) * b.res_scale
+        u = conv_add(model.conv_after_body, h, feat)
+        del h, feat
+        for m in model.upsample:
+            u = conv(m, u) if isinstance(m, nn.Conv2d) else m(u)
+        if model.global_residual:
+            bic = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False).contiguous(memory_format=cl)
+            if img_range == 1.0:  # out / 1.0 == out exactly
+                return conv_add(model.conv_last, u, bic)
+            return conv(model.conv_last, u) / img_range + bic
+        return conv(model.conv_last, u) / img_range + mean
+
+    return forward
+
+
 def upscale_image(
     model: nn.Module,
     img_uint8: np.ndarray,
@@ -97,6 +167,11 @@ def upscale_image(
     added on every side of each tile (clipped at the image border). ``device``: 'cpu', 'cuda',
     'cuda:N' or 'auto'; the model is moved there (in place). ``amp``: bf16 autocast; None = on for
     CUDA, off for CPU; True on CPU is an error (bf16 autocast is CUDA only here).
+
+    On CPU an EDSR runs through :func:`_fused_cpu_forward` (channels_last, oneDNN convolutions
+    with fused ReLU / adds); any other model, or another device, runs ``model(x)``. Either way the
+    tiled output is bit-identical to the untiled one as long as ``overlap`` covers the receptive
+    field (every tile runs the same kernels on the same values).
     """
     if tile == 0:
         tile = None
@@ -119,21 +194,26 @@ def upscale_image(
         model.to(dev)
     was_training = model.training
     model.eval()
+    fused = _fused_cpu_forward(model) if dev.type == "cpu" and not amp else None
 
     out = np.empty((h * scale, w * scale, 3), dtype=np.uint8)
     grid = tile_grid(h, w, tile, overlap)
     bar = progress(grid, total=len(grid), desc="tiles") if len(grid) > 1 else grid
+    arr = img_uint8 if img_uint8.flags.c_contiguous and img_uint8.flags.writeable else np.array(img_uint8, order="C")
+    src = torch.from_numpy(arr)  # HWC uint8, shared with the array; the tiles are views of it
     try:
         with torch.inference_mode():
             for (y0, y1, x0, x1), (cy0, cy1, cx0, cx1) in bar:
-                patch = np.array(img_uint8[cy0:cy1, cx0:cx1], order="C", copy=True)  # writable, contiguous
-                x = torch.from_numpy(patch).to(dev).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+                # NCHW view of HWC memory (channels_last); .float() keeps that layout, one copy
+                x = src[cy0:cy1, cx0:cx1].permute(2, 0, 1).unsqueeze(0).to(dev).float().div_(255.0)
                 try:
-                    if amp:
+                    if fused is not None:
+                        y = fused(x)
+                    elif amp:
                         with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
-                            y = model(x)
+                            y = model(x.contiguous())
                     else:
-                        y = model(x)
+                        y = model(x.contiguous())
                 except torch.OutOfMemoryError:
                     raise ConfigError(
                         f"out of {dev.type.upper()} memory on a {cy1 - cy0}x{cx1 - cx0} LR tile; "
@@ -146,6 +226,7 @@ def upscale_image(
                 core = y[0, :, oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale]
                 core = core.float().clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
                 out[y0 * scale : y1 * scale, x0 * scale : x1 * scale] = core.permute(1, 2, 0).cpu().numpy()
+                del x, y, core
     finally:
         if was_training:
             model.train()
@@ -270,7 +351,18 @@ def upscale_paths(
 # CLI
 
 
+def default_threads() -> int:
+    """The cores this process may run on (its CPU affinity; ``os.cpu_count()`` where that is unknown)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def _cmd_upscale(args: argparse.Namespace) -> None:
+    # --threads N, else every usable core (not OMP_NUM_THREADS or torch's physical-core guess),
+    # set through the project's one thread rule
+    apply_threads({"threads": getattr(args, "threads", None) or default_threads()})
     written = upscale_paths(
         args.inputs,
         args.model,
@@ -288,6 +380,7 @@ __all__ = [
     "DEFAULT_OVERLAP",
     "DEFAULT_TILE",
     "check_tiling",
+    "default_threads",
     "expand_inputs",
     "output_name",
     "tile_grid",

@@ -240,3 +240,71 @@ def test_cli_handler(tmp_path, rng, model_file, capsys):
         _parser().parse_args(["upscale", str(src), "--model", str(model_file), "--out", str(out), "--tile", "-1"])
     with pytest.raises(SystemExit):
         _parser().parse_args(["upscale", str(src), "--model", str(model_file), "--out", str(out), "--device", "tpu"])
+
+
+# ---------------------------------------------------------------- CPU fast path and threads
+
+
+@pytest.mark.parametrize("cfg", [
+    {"name": "edsr_tiny", "scale": 2},
+    {"name": "edsr_tiny", "scale": 3},
+    {"name": "edsr", "scale": 4, "num_feat": 8, "num_block": 2, "res_scale": 0.5, "img_range": 255.0},
+    {"name": "edsr", "scale": 2, "num_feat": 8, "num_block": 1, "global_residual": False},
+])
+def test_fused_cpu_forward_matches_the_model(cfg):
+    from drtl.upscale import _fused_cpu_forward
+
+    torch.set_num_threads(2)
+    m = build_arch(cfg, generator=torch.Generator().manual_seed(1)).eval()
+    fused = _fused_cpu_forward(m)
+    assert fused is not None
+    x = torch.rand(1, 3, 19, 23, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        y = fused(x)
+        ref = m(x)
+    assert y.shape == ref.shape and y.dtype == torch.float32
+    # the same ops in the same order; oneDNN's channels_last kernels round differently in the last bit
+    assert (y - ref).abs().max().item() < 1e-5
+
+
+def test_fused_path_tiled_equals_untiled_bitwise(m2, rng):
+    img = rand_img(rng, 70, 90)
+    full = upscale_image(m2, img)
+    for tile in (16, 33, 64):
+        assert _diff(upscale_image(m2, img, tile=tile), full) == 0
+
+
+def test_read_only_and_strided_input(m2, rng):
+    img = rand_img(rng, 20, 24)
+    ro = img.copy()
+    ro.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "non-writable tensor" warning
+        a = upscale_image(m2, ro, tile=8)
+    b = upscale_image(m2, np.ascontiguousarray(img[:, ::-1])[:, ::-1], tile=8)  # a reversed (negative-stride) view
+    assert _diff(a, upscale_image(m2, img)) == 0 and _diff(b, a) == 0
+
+
+def test_cli_threads_option(tmp_path, rng, model_file, capsys):
+    from drtl.cli import main
+    from drtl.upscale import default_threads
+
+    src = save(tmp_path / "in" / "p.png", rand_img(rng, 12, 14))
+    base = ["upscale", str(src), "--model", str(model_file), "--out", str(tmp_path / "out")]
+    assert _parser().parse_args(base).threads is None  # default: every usable core
+    assert _parser().parse_args(base + ["--threads", "3"]).threads == 3
+    try:
+        assert main(base + ["--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+        assert read_image(tmp_path / "out" / "p_x2.png").shape == (24, 28, 3)
+        assert main(base) == 0
+        assert torch.get_num_threads() == default_threads()
+    finally:
+        torch.set_num_threads(2)
+    capsys.readouterr()
+    for bad in ("0", "-2", "two"):
+        with pytest.raises(SystemExit) as exc:
+            main(base + ["--threads", bad])
+        assert exc.value.code == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+        assert len(err) == 1 and "--threads" in err[0] and bad in err[0], err
