@@ -44,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
              "log_every": 25, "checkpoint_every": 0, "init": "pretrain"},
     "finetune": {"iterations": 200, "batch": 16, "lr_patch": 32, "lr": 1e-4, "schedule": "constant",
                  "log_every": 25, "checkpoint_every": 0, "upper_bound_init": "pretrain",
-                 "ceiling_iterations": 1000},
+                 "ceiling_iterations": 1000, "val_fraction": 0.25, "eval_every": 5, "patience": 0},
     "experiment": {"shots": [1, 5, 10], "seeds": [0, 1], "methods": list(METHODS)},
     "tracking": {"uri": "sqlite:///mlflow.db", "experiment": "drtl", "enabled": True},
 }
@@ -174,6 +174,7 @@ SCHEMA: dict[str, Spec] = {
     "finetune.iterations": Int(1), "finetune.batch": Int(1), "finetune.lr_patch": Int(8), "finetune.lr": _POS,
     "finetune.schedule": Str(SCHEDULES), "finetune.log_every": Int(1), "finetune.checkpoint_every": Int(0),
     "finetune.upper_bound_init": Str(UPPER_BOUND_INITS), "finetune.ceiling_iterations": Int(1),
+    "finetune.val_fraction": Float(0.0, 1.0, hi_open=True), "finetune.eval_every": Int(1), "finetune.patience": Int(0),
     "experiment.shots": List(Int(1), scalar_ok=True), "experiment.seeds": List(Int(0), scalar_ok=True),
     "experiment.methods": List(Str(METHODS), expect=f"a non-empty list of methods from {', '.join(METHODS)}"),
     "tracking.uri": Str(), "tracking.experiment": Str(), "tracking.enabled": Bool(),

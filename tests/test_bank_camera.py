@@ -81,7 +81,9 @@ def _regenerate_golden() -> None:  # pragma: no cover - run by hand, only for th
 
 
 def test_bank_composition():
-    assert len(DEFAULT_BANK) <= 45 and DEFAULT_BANK == FIXED_BANK + CAMERA_BANK
+    from drtl.degradations.tasks import PHONE_BANK
+
+    assert len(DEFAULT_BANK) <= 50 and DEFAULT_BANK == FIXED_BANK + CAMERA_BANK + PHONE_BANK
     assert [t.name for t in FIXED_BANK] == list(json.loads(GOLDEN.read_text()))  # order unchanged
     assert set(NEW_FAMILIES) <= set(FAMILIES)
     for family in NEW_FAMILIES:
@@ -90,7 +92,7 @@ def test_bank_composition():
         assert all(any(op.ranged for op in t.ops) for t in tasks), family  # drawn per pair
     assert {t.family for t in task_bank()} == set(FAMILIES)  # the default selection includes them
     kinds = {op.kind for t in CAMERA_BANK for op in t.ops}
-    assert set(isp.SPECS) <= kinds
+    assert set(isp.SPECS) - {"phone"} <= kinds  # phone: the simulator family, tested below
     assert {op.p["demosaic"] for t in CAMERA_BANK for op in t.ops if op.kind == "mosaic"} == {"bilinear", "mhc"}
 
 
@@ -223,7 +225,7 @@ def test_bad_task_and_file(tmp_path):
 # ----------------------------------------------------------------------------- the steps
 
 
-@pytest.mark.parametrize("kind", sorted(isp.SPECS))
+@pytest.mark.parametrize("kind", sorted(set(isp.SPECS) - {"phone"}))  # phone downscales: tested below
 def test_isp_steps_float_in_unit_range(kind):
     rng = np.random.default_rng(0)
     x = np.clip(_image(32, 30) / 255.0 + rng.normal(0, 0.05, (32, 30, 3)), 0, 1)
@@ -276,3 +278,30 @@ def test_isp_steps_behave():
 
 if __name__ == "__main__":  # pragma: no cover
     _regenerate_golden()
+
+
+# ---------------------------------------------------------------- the phone family (camera simulator)
+def test_phone_op_is_the_camera_simulator_with_its_defaults():
+    from drtl.degradations.camera import camera_degradation
+    from drtl.degradations.ops import apply_ops, isp_op
+
+    hr = (np.random.default_rng(4).random((48, 40, 3)) * 255).astype(np.uint8)
+    ours = apply_ops(hr / 255.0, [isp_op("phone")], 2, np.random.default_rng(7), quantised=True)
+    ref = camera_degradation(hr, 2, np.random.default_rng(7)) / 255.0
+    assert ours.shape == (24, 20, 3) and np.array_equal(ours, ref)
+
+
+def test_phone_tasks_draw_per_pair_and_must_come_first():
+    from drtl.degradations.ops import isp_op, resize_op
+    from drtl.degradations.tasks import Task, get_task, make_pair
+
+    hr = (np.random.default_rng(5).random((64, 64, 3)) * 255).astype(np.uint8)
+    t = get_task("phone_mid")
+    a, _ = make_pair(hr, t, 2, np.random.default_rng(1))
+    b, _ = make_pair(hr, t, 2, np.random.default_rng(2))
+    c, _ = make_pair(hr, t, 2, np.random.default_rng(1))
+    assert a.shape == (32, 32, 3) and np.array_equal(a, c) and not np.array_equal(a, b)
+    with pytest.raises(ConfigError, match="phone op downscales by itself"):
+        Task("bad", "phone", (isp_op("phone"), resize_op("area")))
+    with pytest.raises(ConfigError):
+        isp_op("phone", jpeg_quality=[90, 120])

@@ -78,3 +78,20 @@ class PairSampler:
     def sample_lr(self, batch: int, gen: torch.Generator) -> torch.Tensor:
         """LR crops only (for the distortion relation network)."""
         return self.sample(batch, gen)[0]
+
+
+def split_rows(pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int, fraction: float, min_rows: int):
+    """Hold out the bottom ``fraction`` of every pair's LR rows (and the matching HR rows) for
+    validation: returns ``(train_pairs, val)`` with ``val`` a list of (lr, hr) NCHW float32 tensors.
+    A pair whose remaining top part would have fewer than ``min_rows`` LR rows (the patch size) keeps
+    all its rows for training and gives no validation strip; ``fraction`` 0 gives no validation."""
+    train, val = [], []
+    for lr, hr in pairs:
+        h = lr.shape[0]
+        cut = h - int(round(h * fraction))
+        if fraction <= 0 or cut < min_rows or cut >= h:
+            train.append((lr, hr))
+            continue
+        train.append((lr[:cut], hr[: cut * scale]))
+        val.append((_to_tensor(lr[cut:])[None], _to_tensor(hr[cut * scale:])[None]))
+    return train, val

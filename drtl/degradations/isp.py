@@ -22,6 +22,9 @@ the disk PSF are those of the camera target degradation (:mod:`drtl.degradations
 - ``sharpen``: unsharp mask of luma, ``y + amount * (y - G_radius * y)`` (detail below
   ``threshold`` untouched): the halos of phone sharpening.
 - ``tone``: ``x ** gamma`` then an S-curve blended in by ``contrast`` (negative flattens).
+- ``phone``: the whole camera simulator of :mod:`drtl.degradations.camera` (it downscales by the
+  task's scale itself, so it is a recipe's first and only HR-space op); parameters are
+  :class:`~drtl.degradations.camera.CameraParams`' fields, white balance as ``r_gain`` / ``b_gain``.
 - ``color``: white-balance error (``r_gain``, ``b_gain`` relative to green) and ``saturation``
   about BT.601 luma.
 """
@@ -59,6 +62,13 @@ SPECS: dict[str, dict[str, tuple]] = {
     "sharpen": {"amount": (REQUIRED, 0.0, 5.0), "radius": (1.0, 0.3, 5.0), "threshold": (0.0, 0.0, 0.5)},
     "tone": {"gamma": (1.0, 0.3, 3.0), "contrast": (0.0, -1.0, 1.0)},
     "color": {"r_gain": (1.0, 0.5, 2.0), "b_gain": (1.0, 0.5, 2.0), "saturation": (1.0, 0.0, 3.0)},
+    # the whole phone simulator of drtl.degradations.camera (HR -> LR, it does the downscale itself);
+    # defaults = camera.CameraParams (the built-in sample's target camera); sizes in LR pixels
+    "phone": {"lens_sigma_x": (0.55, 0.0, 3.0), "lens_sigma_y": (0.35, 0.0, 3.0), "lens_theta_deg": (30.0, 0.0, 180.0),
+              "defocus_radius": (0.35, 0.0, 3.0), "r_gain": (1.9, 0.3, 4.0), "b_gain": (1.5, 0.3, 4.0),
+              "shot_noise": (0.0015, 0.0, 0.05), "read_noise": (0.002, 0.0, 0.05),
+              "chroma_denoise_sigma": (1.2, 0.0, 5.0), "luma_denoise_sigma": (0.5, 0.0, 3.0),
+              "sharpen_amount": (0.9, 0.0, 5.0), "sharpen_sigma": (1.2, 0.3, 5.0), "jpeg_quality": (85, 1, 100)},
 }
 
 
@@ -176,6 +186,17 @@ def color(x: np.ndarray, rng: np.random.Generator, r_gain: float, b_gain: float,
     return _clip(y)
 
 
+def phone(x: np.ndarray, rng: np.random.Generator, scale: int, r_gain: float, b_gain: float, jpeg_quality: float,
+          **params) -> np.ndarray:
+    """The camera simulator (:func:`drtl.degradations.camera.camera_degradation`) on an HR image:
+    lens PSF, area sampling by ``scale``, Bayer raw noise, demosaic, denoise, sharpening, JPEG."""
+    from drtl.degradations.camera import CameraParams, camera_degradation
+
+    cam = CameraParams(wb_gains=(r_gain, 1.0, b_gain), jpeg_quality=int(round(jpeg_quality)), **params)
+    u8 = np.clip(np.floor(x * 255.0 + 0.5), 0, 255).astype(np.uint8)
+    return camera_degradation(u8, scale, rng, cam).astype(np.float64) / 255.0
+
+
 OPS = {"rescale": rescale, "defocus": defocus, "shift": shift, "mosaic": mosaic, "denoise": denoise,
-       "sharpen": sharpen, "tone": tone, "color": color}
+       "sharpen": sharpen, "tone": tone, "color": color, "phone": phone}
 assert set(OPS) == set(SPECS)

@@ -340,6 +340,9 @@ def apply_ops(
         elif op.kind == "jpeg":
             x = _jpeg_fn(np.clip(x, 0.0, 1.0), p["quality"])
             quantised = True
+        elif op.kind == "phone":  # HR -> LR in one op: the camera simulator downscales by scale itself
+            x = _isp.phone(x, rng, scale, **p)
+            quantised = True
         else:
             x = _isp.OPS[op.kind](x, rng, **p)
             quantised = False

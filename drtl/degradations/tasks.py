@@ -41,7 +41,7 @@ from drtl.degradations.ops import (
 )
 from drtl.errors import ConfigError, DataError
 
-FAMILIES = ("blur", "noise", "jpeg", "combo", "second_order", "isp", "capture", "realesrgan")
+FAMILIES = ("blur", "noise", "jpeg", "combo", "second_order", "isp", "capture", "realesrgan", "phone")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,10 @@ class Task:
                 f"task {self.name}: resize fractions {fractions} must sum to 1 (one total downscale)"
             )
         kinds = [op.kind for op in ops]
+        if "phone" in kinds and (kinds.index("phone") != 0 or kinds.count("phone") > 1 or "resize" in kinds
+                                 or "rescale" in kinds):
+            raise ConfigError(f"task {self.name}: a phone op downscales by itself: it must be the first op, "
+                              "once, with no resize/rescale op")
         if "rescale" in kinds and (
             "resize" not in kinds or max(i for i, k in enumerate(kinds) if k == "rescale")
             > max(i for i, k in enumerate(kinds) if k == "resize")
@@ -88,7 +92,7 @@ class Task:
     def resolved_ops(self) -> tuple[Op, ...]:
         """The ops as executed: a MATLAB-bicubic downscale is inserted after the leading blurs when
         the recipe has no resize op."""
-        if any(op.kind == "resize" for op in self.ops):
+        if any(op.kind in ("resize", "phone") for op in self.ops):
             return self.ops
         i = 0
         while i < len(self.ops) and self.ops[i].kind == "blur":
@@ -331,9 +335,34 @@ CAMERA_BANK: tuple[Task, ...] = (
         resize_op("area", 0.5), noise_op("poisson", [0.05, 1.0]), _SINC, _q(60, 95))),
 )
 
+def _phone(**ranges):
+    return isp_op("phone", **ranges)
+
+
+# phone: the whole camera simulator of drtl.degradations.camera with its parameters drawn per pair,
+# five kinds of phone. The built-in sample's target camera (CameraParams' defaults) lies inside
+# phone_mid's ranges: on the sample the bank holds the target's kind of degradation (see docs/method.md).
+_PHONE_MID = dict(lens_sigma_x=[0.4, 0.7], lens_sigma_y=[0.25, 0.45], lens_theta_deg=[0, 180],
+                  defocus_radius=[0.2, 0.5], r_gain=[1.6, 2.2], b_gain=[1.3, 1.8], shot_noise=[0.0008, 0.0025],
+                  read_noise=[0.001, 0.003], chroma_denoise_sigma=[0.8, 1.6], luma_denoise_sigma=[0.3, 0.7],
+                  sharpen_amount=[0.6, 1.2], sharpen_sigma=[0.9, 1.5], jpeg_quality=[80, 92])
+PHONE_BANK: tuple[Task, ...] = (
+    Task("phone_mid", "phone", (_phone(**_PHONE_MID),)),
+    Task("phone_soft", "phone", (_phone(**{**_PHONE_MID, "lens_sigma_x": [0.8, 1.3], "lens_sigma_y": [0.6, 1.0],
+                                           "defocus_radius": [0.5, 1.0], "sharpen_amount": [0.0, 0.4]}),)),
+    Task("phone_sharp", "phone", (_phone(**{**_PHONE_MID, "lens_sigma_x": [0.2, 0.4], "lens_sigma_y": [0.1, 0.3],
+                                            "defocus_radius": [0.0, 0.2], "sharpen_amount": [1.5, 2.5]}),)),
+    Task("phone_low_light", "phone", (_phone(**{**_PHONE_MID, "shot_noise": [0.004, 0.01],
+                                                "read_noise": [0.004, 0.008], "luma_denoise_sigma": [0.8, 1.4],
+                                                "chroma_denoise_sigma": [1.6, 2.6], "jpeg_quality": [70, 85]}),)),
+    Task("phone_clean", "phone", (_phone(**{**_PHONE_MID, "shot_noise": [0.0, 0.0005], "read_noise": [0.0, 0.001],
+                                            "luma_denoise_sigma": [0.0, 0.3], "chroma_denoise_sigma": [0.3, 0.8],
+                                            "sharpen_amount": [0.2, 0.6], "jpeg_quality": [92, 98]}),)),
+)
+
 # the default bank: the fixed-parameter families first (their order and outputs are unchanged),
 # then the camera-realistic ones
-DEFAULT_BANK: tuple[Task, ...] = FIXED_BANK + CAMERA_BANK
+DEFAULT_BANK: tuple[Task, ...] = FIXED_BANK + CAMERA_BANK + PHONE_BANK
 
 _REGISTRY: dict[str, Task] = {t.name: t for t in DEFAULT_BANK}
 assert len(_REGISTRY) == len(DEFAULT_BANK), "duplicate names in DEFAULT_BANK"

@@ -25,7 +25,7 @@ import torch
 
 from drtl.archs import build_arch
 from drtl.data.folder import load_pairs, read_manifest
-from drtl.data.patches import PairSampler
+from drtl.data.patches import PairSampler, split_rows
 from drtl.errors import ConfigError, DataError
 from drtl.io import write_text
 from drtl.methods import METHODS, STAGE_VARIANTS, TRAINED_METHODS, source_for
@@ -152,19 +152,25 @@ def finetune_run(method: str, pool, out, arch: dict, scale: int, section: dict, 
         model, _ = load_model(init, expect_scale=scale)
     else:
         model = _fresh_model(arch, scale, seed)
+    train, val = split_rows([(lr, hr) for _, lr, hr in pairs], scale, float(section.get("val_fraction", 0.0)),
+                            cfg.lr_patch)
     try:
-        sampler = PairSampler([(lr, hr) for _, lr, hr in pairs], scale, cfg.lr_patch)
+        sampler = PairSampler(train, scale, cfg.lr_patch)
     except DataError as exc:
         raise ConfigError(f"finetune.lr_patch={cfg.lr_patch}: {exc}") from None
     out = Path(out)
-    hist = finetune(model, sampler, cfg, ckpt_path=_ckpt(out, cfg), on_log=on_log)
+    hist = finetune(model, sampler, cfg, ckpt_path=_ckpt(out, cfg), on_log=on_log, val=val,
+                    eval_every=int(section.get("eval_every", 5)), patience=int(section.get("patience", 0)))
     man = read_manifest(pool).set_index("name")
     used = [n for n, _, _ in pairs]
     recipe = {"stage": "finetune", "method": method, "shots": shots, "seed": seed, "train": cfg.to_dict(),
-              "init": str(init) if init else None, "pairs": used,
+              "init": str(init) if init else None, "pairs": used, "val_strips": len(val),
+              "best_step": hist.get("best_step"),
               "data_sha256": {n: man.loc[n, "lr_sha256"] for n in used if n in man.index}}
     _save(out, model.cpu(), recipe, hist)
-    return {"final_loss": float(hist["loss"][-1]) if hist.get("loss") else None}
+    return {"final_loss": float(hist["loss"][-1]) if hist.get("loss") else None,
+            **({"best_step": hist["best_step"], "best_val_loss": hist["best_val_loss"],
+                "steps_done": len(hist["loss"])} if val else {})}
 
 
 # ------------------------------------------------------------------ the stage contract (drtl.stages)

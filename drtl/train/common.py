@@ -118,8 +118,12 @@ def run_loop(
     params: Iterable[nn.Parameter] | None = None,
     device: torch.device | None = None,
     fingerprint: Mapping[str, Any] | None = None,
+    after_step: Callable[[int], bool] | None = None,
 ) -> dict:
     """Run ``cfg.iterations`` Adam steps of ``step_fn`` on ``model``; return the history dict.
+
+    ``after_step(done)`` (optional) is called after every optimizer step with the number of steps
+    done; returning True stops the loop there (early stopping; ``history["stopped_at"]``).
 
     step_fn(step) is called with the 0-based step index inside the AMP context and returns the loss
     to minimise (a scalar tensor), or ``(loss, extras)`` with a dict of floats/0-dim tensors that is
@@ -238,6 +242,9 @@ def run_loop(
                 history["wall_s"] = wall0 + time.perf_counter() - t0
                 checkpoint(done)
             bar.update(done, cfg.iterations, last_logged)
+            if after_step is not None and after_step(done):
+                history["stopped_at"] = done
+                break
         flush()
         history["wall_s"] = wall0 + time.perf_counter() - t0
         if start < cfg.iterations:
