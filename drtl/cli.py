@@ -48,6 +48,14 @@ def _add_data(sub):
     g.add_argument("--slice", dest="span", help="START:STOP over the sorted names, e.g. :6 or 6:")
     sbs.set_defaults(func=_cmd_subset)
 
+    tgt = dsub.add_parser("target", help="a paired folder of one bank task applied to HR images (a positive control's target)")
+    tgt.add_argument("task", help="a task of the bank, e.g. gauss_noise30")
+    tgt.add_argument("out", help="output paired folder (replaced atomically on success)")
+    tgt.add_argument("--hr", nargs="+", required=True, help="folders with HR/*.png (images the bank never saw)")
+    tgt.add_argument("--scale", type=int, default=2)
+    tgt.add_argument("--seed", type=int, default=0)
+    tgt.set_defaults(func=_cmd_target)
+
     man = dsub.add_parser("manifest", help="(re)write ROOT/manifest.csv and print it")
     man.add_argument("root")
     man.add_argument("--scale", type=int, required=True)
@@ -76,6 +84,14 @@ def _cmd_subset(a):
         span = (start, stop)
     df = subset_folder(a.src, a.dst, parse_names(a.names) if a.names else None, span)
     print(f"{a.dst}: {len(df)} pairs ({', '.join(df['name'][:3])}{' ...' if len(df) > 3 else ''})")
+
+
+def _cmd_target(a):
+    from drtl.config import check_scale
+    from drtl.stages.synthesize import synthesize_target
+
+    n = synthesize_target(a.task, a.hr, a.out, check_scale(a.scale), a.seed)
+    print(f"{a.out}: {n} pairs of task {a.task} (x{a.scale})")
 
 
 def _cmd_validate(a):

@@ -31,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "log_every_s": 60,     # experiment runner: at most one progress line per this many seconds
     "outputs": "outputs",
     "target": {"pool": "data/sample/pool", "test": "data/sample/test", "scale": 2},
-    "aux": {"hr": ["data/sample/aux_hr"], "families": None, "tasks": None, "variants": 1,
+    "aux": {"hr": ["data/sample/aux_hr"], "families": None, "tasks": None, "exclude": None, "variants": 1,
             "val_fraction": 0.25, "max_hr_side": 256, "seed": 0},
     "arch": {"name": "edsr_tiny"},
     "relation": {"drn": {"num_feat": 32, "emb_dim": 64}, "steps": 300, "batch_per_task": 4, "lr_patch": 32,
@@ -158,6 +158,7 @@ SCHEMA: dict[str, Spec] = {
     "aux.hr": List(Str(), scalar_ok=True),
     "aux.families": List(Str(), scalar_ok=True).or_null("null (every family)"),
     "aux.tasks": List(Str(), scalar_ok=True).or_null("null (every task)"),
+    "aux.exclude": List(Str(), scalar_ok=True).or_null("null (none)"),
     "aux.variants": Int(1), "aux.val_fraction": Float(0.0, 1.0, hi_open=True), "aux.max_hr_side": Int(16).or_null("null (no limit)"),
     "aux.seed": Int(0),
     "arch": Mapping(), "relation.drn": Mapping(),

@@ -22,6 +22,7 @@ TABLE = {
     "aux.hr": ("[a, b]", "{}"),
     "aux.families": ("null", "7"),
     "aux.tasks": ("[blur_iso_s1]", "[]"),
+    "aux.exclude": ("[gauss_noise30]", "5"),
     "aux.variants": ("2", "0"),
     "aux.val_fraction": ("0", "1.0"),
     "aux.max_hr_side": ("null", "8"),

@@ -65,7 +65,10 @@ PLUMBING = frozenset({"drtl", "drtl.cli", "drtl.runner", "drtl.records", "drtl.p
 
 
 def code_deps(module: str) -> list[str]:
-    """Source files (relative to the repository) of ``module`` and every drtl module it imports."""
+    """Source (relative to the repository) of ``module`` and every drtl module it imports: a
+    subpackage's files as the subpackage's folder (``drtl/train``: one dependency that DVC hashes as a
+    directory, byte-code ignored by ``.dvcignore``; a short ``dvc.lock`` is much faster to rewrite
+    after every stage), top-level modules and ``drtl/stages`` modules file by file."""
     seen, todo = set(), [module]
     while todo:
         name = todo.pop()
@@ -79,7 +82,12 @@ def code_deps(module: str) -> list[str]:
         if f is not None and name not in PLUMBING:  # plumbing's own (lazy) imports are not the stage's
             todo += sorted(_imports(f))
     files = {_module_file(n) for n in seen - PLUMBING if _module_file(n)}
-    return sorted(f.relative_to(REPO_ROOT).as_posix() for f in files)
+    out = set()
+    for f in files:
+        rel = f.relative_to(REPO_ROOT)
+        sub = rel.parts[1] if len(rel.parts) > 2 else None
+        out.add(rel.parent.as_posix() if sub not in (None, "stages") else rel.as_posix())
+    return sorted(out)
 
 
 # ------------------------------------------------------------------ rendering

@@ -22,8 +22,8 @@ import numpy as np
 
 from drtl.data.folder import hr_paths, modcrop, staged_folder
 from drtl.degradations.resize import imresize
-from drtl.degradations.tasks import Task, dump_tasks, load_tasks, make_pair, task_bank
-from drtl.errors import DataError
+from drtl.degradations.tasks import Task, dump_tasks, get_task, load_tasks, make_pair, task_bank
+from drtl.errors import ConfigError, DataError
 from drtl.io import read_image, write_image
 from drtl.progress import progress
 
@@ -32,8 +32,15 @@ def _stable(s: str) -> int:
     return zlib.crc32(s.encode())
 
 
-def select_tasks(families=None, names=None) -> list[Task]:
-    return task_bank(names=names, families=families)
+def select_tasks(families=None, names=None, exclude=None) -> list[Task]:
+    """The bank's tasks by families / names, minus ``exclude`` (e.g. the positive control's held-out task)."""
+    tasks = task_bank(names=names, families=families)
+    if exclude:
+        drop = {get_task(n).name for n in exclude}  # unknown names: a one-line ConfigError
+        tasks = [t for t in tasks if t.name not in drop]
+        if not tasks:
+            raise ConfigError("aux.exclude removes every selected task; keep at least one")
+    return tasks
 
 
 def _aux_images(sources: list[str], scale: int, max_side: int | None) -> list[tuple[str, np.ndarray]]:
@@ -52,9 +59,9 @@ def _aux_images(sources: list[str], scale: int, max_side: int | None) -> list[tu
 
 
 def synthesize(aux_hr: list[str], out: str | Path, scale: int, families=None, names=None, variants: int = 1,
-               val_fraction: float = 0.25, max_hr_side: int | None = 256, seed: int = 0) -> dict:
+               val_fraction: float = 0.25, max_hr_side: int | None = 256, seed: int = 0, exclude=None) -> dict:
     """Make every task's LR images from the auxiliary HR sources; returns the stage metrics."""
-    tasks = select_tasks(families, names)
+    tasks = select_tasks(families, names, exclude)
     images = _aux_images(list(aux_hr), scale, max_hr_side)
     n_val = int(round(len(images) * val_fraction))
     if n_val >= len(images):
@@ -109,4 +116,23 @@ def run(params: dict, inputs: dict, out: Path) -> dict:
     """Stage contract (drtl.stages): the auxiliary tasks of ``params['aux']`` into ``out``."""
     a = params["aux"]
     return synthesize(a["hr"], out, int(params["target"]["scale"]), a["families"], a["tasks"], a["variants"],
-                      a["val_fraction"], a["max_hr_side"], a["seed"])
+                      a["val_fraction"], a["max_hr_side"], a["seed"], a.get("exclude"))
+
+
+def synthesize_target(task_name: str, hr_dirs: list[str], out: str | Path, scale: int, seed: int = 0,
+                      max_hr_side: int | None = None) -> int:
+    """A paired folder (``OUT/{HR,LR}`` + manifest) of one bank task applied to HR images: the
+    target of the positive control (``make control``), made from images the bank never saw."""
+    from drtl.data.folder import write_manifest
+    from drtl.io import atomic_folder, write_image
+
+    task = get_task(task_name)
+    images = _aux_images(list(hr_dirs), scale, max_hr_side)
+    with atomic_folder(out) as tmp:
+        for name, hr in images:
+            rng = np.random.default_rng([seed, _stable(task.name), _stable(name)])
+            lr, hr_c = make_pair(hr, task, scale, rng)
+            write_image(tmp / "HR" / f"{name}.png", hr_c)
+            write_image(tmp / "LR" / f"{name}.png", lr)
+        write_manifest(tmp, scale)
+    return len(images)
