@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.drtl-installed
 
-.PHONY: setup run test bench clean city100 browser control
+.PHONY: setup run test bench clean city100 browser control headroom
 
 setup: $(STAMP)
 
@@ -35,6 +35,14 @@ city100: setup
 	$(BIN)/drtl experiment --params configs/city100_x2.yaml
 	@cat outputs/city100_x2/reports/results.md
 
+# Headroom on a validation split of the City100 pool (001-005 shots, 006-010 evaluation; never the
+# test pairs): one pre-training per task family, fine-tuned and ranked (docs/results.md).
+headroom: setup
+	test -d data/city100_x2_val/pool || $(BIN)/drtl data import city100 $(SHARED)/city100-iphonex data/city100_x2_val/pool --scale 2 --names 001-005
+	test -d data/city100_x2_val/test || $(BIN)/drtl data import city100 $(SHARED)/city100-iphonex data/city100_x2_val/test --scale 2 --names 006-010
+	test -d data/set5_x2 || $(BIN)/drtl data import set5 $(SHARED)/set5 data/set5_x2 --scale 2
+	$(BIN)/drtl headroom --params configs/city100_x2_val.yaml
+
 # The positive control (docs/results.md): one bank task is held out of the bank (aux.exclude) and
 # becomes the target, made from HR images the bank never saw (the sample's pool and test HR); the
 # relation graph must find its neighbours and DRTL must beat its uniform twins. Writes reports/control/.
@@ -60,9 +68,10 @@ browser:
 test: setup browser
 	$(BIN)/python -m pytest -q
 
+# Every benchmark, each figure next to its same-run baseline, into docs/benchmarks.md (the section
+# between the `make bench` markers; benchmarks/run_all.py). Takes about 15 minutes on 2 cores.
 bench: setup
-	$(BIN)/python benchmarks/bench_degradations.py
-	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/run_all.py --threads 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache

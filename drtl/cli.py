@@ -187,6 +187,12 @@ def _cmd_experiment(a):
     run_experiment(_params(a), echo=lambda line: print(line, flush=True))
 
 
+def _cmd_headroom(a):
+    from drtl.orchestrate.headroom import headroom
+
+    headroom(_params(a), echo=lambda line: print(line, flush=True))
+
+
 def _cmd_track(a):
     from drtl.orchestrate.experiment import track
     from drtl.plan import plan
@@ -315,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     xp = _with_params(sub.add_parser("experiment", help="the whole plan in one process (resumable, tracked)"))
     xp.set_defaults(func=_cmd_experiment)
+    hr = _with_params(sub.add_parser("headroom", help="pre-train per task family, fine-tune, rank (on a validation split)"))
+    hr.set_defaults(func=_cmd_headroom)
     pl = _with_params(sub.add_parser("plan", help="list the runs of the plan for these params"))
     pl.set_defaults(func=_cmd_plan)
     tr = _with_params(sub.add_parser("track", help="log the plan's run records to MLflow (one parent run)"))

@@ -117,7 +117,7 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
             save_drn(tmp / "drn.pt", encoder, bank, names, fams, cfg.to_dict())
             (tmp / "drn_eval.json").write_text(json.dumps({**ev, "tasks": names, "history": {
                 "loss": hist["loss"], "accuracy": hist["accuracy"]}}, indent=1) + "\n")
-        weights, top = {}, {}
+        weights, top, best_cos = {}, {}, {}
         for k in shots:
             for s in seeds:
                 key = run_key(k, s)
@@ -125,6 +125,7 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
                 emb = embed_images(encoder, lrs, lr_patch, int(rp["patches_per_image"]))
                 w = relation_weights(emb, protos, float(rp["tau"])) if rp["weighting"] else uniform_weights(len(names))
                 sims = similarities(emb, protos)
+                best_cos[key] = round(float(np.max(sims)), 4)
                 weights[key] = {n: float(x) for n, x in zip(names, w)}
                 g = tmp / "graphs" / key
                 export_graph(build_graph(names, fams, protos, emb, float(rp["tau"])), g)
@@ -138,6 +139,15 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
         metrics["weight_entropy"] = {k: float(-(np.array(list(v.values())) * np.log(np.array(list(v.values())) + 1e-12)).sum())
                                      for k, v in weights.items()}
         metrics["top_task"] = top[first][0]
+        # what the issue asks the relation report to show: the weight each family gets, the target's
+        # best cosine to any prototype, and the DRN's held-out accuracy per family
+        metrics["family_weight"] = {k: {f: round(sum(v[n] for n, ff in zip(names, fams) if ff == f), 4)
+                                        for f in dict.fromkeys(fams)} for k, v in weights.items()}
+        metrics["best_cosine"] = best_cos
+        if ev.get("per_task_accuracy"):
+            acc = ev["per_task_accuracy"]
+            metrics["drn_val_accuracy_family"] = {
+                f: round(float(np.mean([a for a, ff in zip(acc, fams) if ff == f])), 4) for f in dict.fromkeys(fams)}
         (tmp / "relation.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return metrics
 
