@@ -30,6 +30,7 @@ from torch import nn
 from drtl.device import resolve_device
 from drtl.errors import ConfigError, DRTLError
 from drtl.progress import progress
+from drtl.optim import Adam
 
 
 # ----------------------------------------------------------------------------------------------
@@ -224,7 +225,7 @@ def train_drn(
     bank.to(device)
 
     params = list(encoder.parameters()) + list(bank.parameters())
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)  # drtl.optim.Adam: no torch._dynamo import
     losses: list[float] = []
     accs: list[float] = []
     encoder.train()

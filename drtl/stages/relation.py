@@ -24,22 +24,13 @@ import torch
 from drtl.archs import build_arch
 from drtl.data.folder import load_pairs, staged_folder
 from drtl.data.patches import PairSampler
-from drtl.data.splits import few_shot_names
+from drtl.stages.shots import load_weights, run_key, shot_names  # noqa: F401 (re-exported)
 from drtl.data.folder import pair_paths
 from drtl.errors import ConfigError, DataError
 from drtl.relation import (DRNConfig, build_graph, embed_images, evaluate_drn, export_graph, plot_weights,
                            ranking_table, relation_weights, similarities, train_drn, uniform_weights)
 from drtl.relation.drnfile import save_drn
 from drtl.stages.synthesize import load_synth
-
-
-def run_key(shots: int, seed: int) -> str:
-    return f"k{int(shots)}_s{int(seed)}"
-
-
-def shot_names(pool: str | Path, shots: int, seed: int) -> list[str]:
-    """The K pool pairs of this seed (nested across K; see drtl.data.splits.few_shot_names)."""
-    return few_shot_names([n for n, _, _ in pair_paths(pool)], shots, seed)
 
 
 def _samplers(pairs, scale, patch):
@@ -150,21 +141,6 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
                 f: round(float(np.mean([a for a, ff in zip(acc, fams) if ff == f])), 4) for f in dict.fromkeys(fams)}
         (tmp / "relation.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return metrics
-
-
-def load_weights(relation_dir: str | Path, shots: int, seed: int, task_names: list[str]) -> list[float]:
-    path = Path(relation_dir) / "weights.json"
-    if not path.is_file():
-        raise DataError(f"{path}: no relation weights; run `drtl relation` first")
-    all_w = json.loads(path.read_text())
-    key = run_key(shots, seed)
-    if key not in all_w:
-        raise DataError(f"{path}: no weights for {key}; rerun `drtl relation` with these shots/seeds")
-    w = all_w[key]
-    missing = [n for n in task_names if n not in w]
-    if missing:
-        raise DataError(f"{path}: weights lack tasks {missing[:3]}; rerun `drtl relation` after `drtl synthesize`")
-    return [w[n] for n in task_names]
 
 
 def run(params: dict, inputs: dict, out: Path) -> dict:

@@ -29,8 +29,7 @@ from drtl.data.patches import PairSampler, split_rows
 from drtl.errors import ConfigError, DataError
 from drtl.io import write_text
 from drtl.methods import METHODS, STAGE_VARIANTS, TRAINED_METHODS, source_for
-from drtl.stages.relation import load_weights, shot_names
-from drtl.stages.synthesize import load_synth
+from drtl.stages.shots import load_weights, shot_names
 from drtl.train import MetaConfig, TrainConfig, finetune, maml_train, pretrain
 
 _TRAIN_KEYS = {f for f in TrainConfig.__dataclass_fields__}
@@ -102,6 +101,8 @@ def pretrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int, 
     (uniform, continued from ``init``; the caller passes :func:`control_section`)."""
     if method not in STAGE_VARIANTS["pretrain"]:
         raise ConfigError(f"pretrain method must be one of {', '.join(STAGE_VARIANTS['pretrain'])}, got {method!r}")
+    from drtl.stages.synthesize import load_synth  # degradations + scipy: not needed by finetune
+
     tasks, pairs, info = load_synth(synth, "train")
     names = [t.name for t in tasks]
     w = _aux_weights("pretrain", method, relation_dir, shots, seed, names)
@@ -122,6 +123,8 @@ def metatrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int,
     """(First-order) MAML over the auxiliary tasks; ``method`` is 'maml' or 'drtl'."""
     if method not in STAGE_VARIANTS["metatrain"]:
         raise ConfigError(f"metatrain method must be one of {', '.join(STAGE_VARIANTS['metatrain'])}, got {method!r}")
+    from drtl.stages.synthesize import load_synth  # degradations + scipy: not needed by finetune
+
     tasks, pairs, info = load_synth(synth, "train")
     names = [t.name for t in tasks]
     w = _aux_weights("metatrain", method, relation_dir, shots, seed, names)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from drtl.device import resolve_device
+from drtl.optim import Adam
 from drtl.errors import ConfigError, DRTLError, ModelError
 from drtl.progress import StepProgress
 from drtl.train.checkpoint import CHECKPOINT_FORMAT, check_resumable, cpu_state, load_checkpoint, save_checkpoint
@@ -98,9 +99,6 @@ def draw_tasks(w: torch.Tensor | None, n_tasks: int, m: int, gen: torch.Generato
 # ----------------------------------------------------------------------------------------------
 # the loop
 
-StepOutput = torch.Tensor | tuple[torch.Tensor, Mapping[str, Any]]
-
-
 def _new_history(kind: str, cfg: TrainConfig) -> dict:
     return {"kind": kind, "iterations": int(cfg.iterations), "loss": [], "log": [], "resumed_from": [], "wall_s": 0.0}
 
@@ -148,7 +146,7 @@ def run_loop(
     params = [p for p in (model.parameters() if params is None else params) if p.requires_grad]
     if not params:
         raise ModelError("the model has no trainable parameters")
-    opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    opt = Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     amp = bool(cfg.amp) and device.type == "cuda"
 
     history = _new_history(kind, cfg)
