@@ -301,3 +301,28 @@ def test_checkpoint_loads_weights_only(tmp_path):
     assert state["kind"] == "finetune" and state["step"] == 2
     m = make_model(5)
     m.load_state_dict(state["model"])
+
+
+def test_drtl_adam_matches_torch_adam_without_importing_dynamo():
+    """drtl.optim.Adam skips torch.optim's torch._dynamo import; its updates are torch's, bit for bit."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from drtl.optim import Adam\n"
+        "torch.manual_seed(0)\n"
+        "a = torch.nn.Conv2d(3, 3, 3); b = torch.nn.Conv2d(3, 3, 3); b.load_state_dict(a.state_dict())\n"
+        "oa = Adam(a.parameters(), lr=1e-2, weight_decay=1e-3)\n"
+        "for _ in range(3):\n"
+        "    oa.zero_grad(); a(torch.ones(1, 3, 8, 8)).pow(2).sum().backward(); oa.step()\n"
+        "assert 'torch._dynamo' not in sys.modules\n"
+        "ob = torch.optim.Adam(b.parameters(), lr=1e-2, weight_decay=1e-3)\n"
+        "for _ in range(3):\n"
+        "    ob.zero_grad(); b(torch.ones(1, 3, 8, 8)).pow(2).sum().backward(); ob.step()\n"
+        "assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))\n"
+        "assert str(oa.state_dict()) == str(ob.state_dict())\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
