@@ -46,7 +46,7 @@ headroom: setup
 # The positive control (docs/results.md): one bank task is held out of the bank (aux.exclude) and
 # becomes the target, made from HR images the bank never saw (the sample's pool and test HR); the
 # relation graph must find its neighbours and DRTL must beat its uniform twins. Writes reports/control/.
-CONTROL_TASK ?= gauss_noise30
+CONTROL_TASK ?= jpeg_q30
 control: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" DVC_NO_ANALYTICS=1 $(BIN)/dvc pull -q data.dvc
 	$(BIN)/drtl data target $(CONTROL_TASK) outputs/control/target/pool --hr data/sample/pool --scale 2 --seed 0

@@ -63,6 +63,9 @@ def test_experiment_end_to_end_and_deterministic(sample, tmp_path):
     w = json.loads((rel / "weights.json").read_text())
     assert set(w) == {"k1_s0", "k2_s0"} and sorted(w["k1_s0"]) == sorted(TINY_TASKS)
     assert abs(sum(w["k1_s0"].values()) - 1) < 1e-9
+    m = json.loads((rel / "relation.json").read_text())  # what the relation report must show (issue 10)
+    assert abs(sum(m["family_weight"]["k1_s0"].values()) - 1) < 1e-3 and set(m["best_cosine"]) == {"k1_s0", "k2_s0"}
+    assert -1 <= m["best_cosine"]["k1_s0"] <= 1 and set(m["drn_val_accuracy_family"]) <= {"blur", "noise", "jpeg"}
     for f in ("aggregate.csv", "results.md", "psnr_vs_shots.png", "metrics.json"):
         assert (tmp_path / "a" / "reports" / f).is_file()
     # the same seed twice gives an identical results.csv on CPU

@@ -72,6 +72,7 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
     rp = params
     if drn is not None:
         encoder, bank, names, fams, cfg_d, metrics, ev_path = _load_drn(drn)
+        ev = json.loads(ev_path.read_text()) if ev_path.is_file() else {}
         if synth is not None and (Path(synth) / "synth.json").is_file():
             _check_synth(synth, names, scale, drn)
         lr_patch = int(cfg_d["lr_patch"])
