@@ -237,7 +237,7 @@ def _check_tracked(root: Path) -> None:
     parents = [r for r in runs if r.data.tags.get("drtl.role") == "pipeline"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
     assert len(parents) == 1, [r.info.run_name for r in runs]
-    assert len(children) == 20  # every stage run but the report (logged onto the parent) and track itself
+    assert len(children) == 22  # every stage run but the report (logged onto the parent) and track itself
     ev = [r for r in children if r.data.params.get("stage") == "evaluate" and r.data.params.get("method") == "drtl_pre"]
     assert ev and "psnr_y" in ev[0].data.metrics and "seed" not in ev[0].data.metrics
 
