@@ -135,8 +135,6 @@ def subset_folder(src: str | os.PathLike, dst: str | os.PathLike, names: list[st
     Returns the new manifest."""
     import shutil
 
-    from drtl.io import atomic_folder
-
     man = read_manifest(src)
     allnames = sorted(man["name"])
     if names is not None:

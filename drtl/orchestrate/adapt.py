@@ -193,7 +193,7 @@ def adapt(pairs, scale: int, shots: int, out, params: dict, seed: int = 0, aux_c
     from drtl.modelio import load_model, save_model
     from drtl.orchestrate.adapt_summary import write_summary
     from drtl.plan import validate_run, Roots
-    from drtl.stages.relation import run_key
+    from drtl.stages.shots import run_key
 
     t0 = time.time()
 

@@ -24,8 +24,7 @@ import torch
 from drtl.archs import build_arch
 from drtl.data.folder import load_pairs, staged_folder
 from drtl.data.patches import PairSampler
-from drtl.stages.shots import load_weights, run_key, shot_names  # noqa: F401 (re-exported)
-from drtl.data.folder import pair_paths
+from drtl.stages.shots import run_key, shot_names
 from drtl.errors import ConfigError, DataError
 from drtl.relation import (DRNConfig, build_graph, embed_images, evaluate_drn, export_graph, plot_weights,
                            ranking_table, relation_weights, similarities, train_drn, uniform_weights)
@@ -41,7 +40,8 @@ def _samplers(pairs, scale, patch):
 
 
 def _load_drn(path: str | Path):
-    """(encoder, bank, task names, families, DRN config, metrics) from a ``drn.pt`` this stage wrote."""
+    """(encoder, bank, task names, families, DRN config, metrics, its drn_eval.json path and content)
+    from a ``drn.pt`` this stage wrote."""
     from drtl.relation.drnfile import load_drn
 
     encoder, bank, state = load_drn(path)
@@ -53,7 +53,7 @@ def _load_drn(path: str | Path):
     if "accuracy" in ev:
         metrics["drn_val_accuracy"] = float(ev["accuracy"])
         metrics["drn_val_image_accuracy"] = float(ev["aggregated_accuracy"])
-    return encoder.eval(), bank, list(state["tasks"]), list(state["families"]), dict(state["config"]), metrics, ev_path
+    return encoder.eval(), bank, list(state["tasks"]), list(state["families"]), dict(state["config"]), metrics, ev_path, ev
 
 
 def _check_synth(synth: str | Path, names: list[str], scale: int, drn: str | Path) -> None:
@@ -71,8 +71,7 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
     """``drn``: a trained ``drn.pt`` (this stage's format) to use instead of training one."""
     rp = params
     if drn is not None:
-        encoder, bank, names, fams, cfg_d, metrics, ev_path = _load_drn(drn)
-        ev = json.loads(ev_path.read_text()) if ev_path.is_file() else {}
+        encoder, bank, names, fams, cfg_d, metrics, ev_path, ev = _load_drn(drn)
         if synth is not None and (Path(synth) / "synth.json").is_file():
             _check_synth(synth, names, scale, drn)
         lr_patch = int(cfg_d["lr_patch"])

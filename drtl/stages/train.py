@@ -144,17 +144,12 @@ def metatrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int,
 def finetune_run(method: str, pool, out, arch: dict, scale: int, section: dict, shots: int | None, seed: int,
                  init: str | Path | None = None, device: str = "cpu", on_log=None) -> dict:
     """Few-shot fine-tuning on the K target pairs of (shots, seed); ``shots`` None: every pool pair."""
-    from drtl.modelio import load_model
-
     if method not in TRAINED_METHODS:
         raise ConfigError(f"finetune method must be one of {', '.join(TRAINED_METHODS)}, got {method!r}")
     names = None if shots is None else shot_names(pool, shots, seed)
     pairs = load_pairs(pool, scale, names)
     cfg = train_config(section, seed, device)
-    if init is not None:
-        model, _ = load_model(init, expect_scale=scale)
-    else:
-        model = _fresh_model(arch, scale, seed)
+    model = _start_model(arch, scale, seed, init)
     train, val = split_rows([(lr, hr) for _, lr, hr in pairs], scale, float(section.get("val_fraction", 0.0)),
                             cfg.lr_patch)
     try:
