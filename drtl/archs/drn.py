@@ -21,6 +21,13 @@ Design choices (the paper gives no architecture; these are ours):
   statistics, not of their position): fine scales describe noise/JPEG, coarse scales blur.
   The std uses the population variance plus 1e-6 under the square root, so it is finite (and has a
   finite gradient) even on 1x1 feature maps.
+* **Reference input (``reference=True``).** A real target comes as LR/HR *pairs*, and so does every
+  auxiliary task: the distortion is what separates the LR image from its HR image, not the image
+  content. With a reference the encoder takes ``2 * in_ch`` channels, the LR patch and the aligned
+  HR patch bicubic-downscaled to the LR size (:func:`reference_of`), and its stem also receives
+  ``reference_gain * (LR - reference)``: the distortion itself, with most of the content removed.
+  On the 48-task bank this doubles held-out task accuracy (0.27 -> 0.50, 300 steps of 32 px,
+  docs/results.md) at the same cost.
 * **Head.** Linear -> LeakyReLU -> Linear to ``emb_dim``, then L2 normalisation (cosine geometry,
   as the prototype memory bank and the relation weights use cosine similarity).
 
@@ -42,6 +49,21 @@ def _gaussian_taps(size: int = 5, sigma: float = 1.0) -> torch.Tensor:
     return (g / g.sum()).to(torch.float32)
 
 
+def reference_of(hr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The reference of a reference DRN: HR (NCHW float) bicubic-downscaled (antialiased) to ``size``."""
+    return F.interpolate(hr, size=tuple(size), mode="bicubic", antialias=True, align_corners=False)
+
+
+def drn_input(encoder: nn.Module, lr: torch.Tensor, hr: torch.Tensor | None) -> torch.Tensor:
+    """What ``encoder`` embeds for LR (NCHW) and its aligned HR: LR alone, or LR and the reference
+    stacked on channels when the encoder is a reference DRN (then HR is required)."""
+    if not getattr(encoder, "reference", False):
+        return lr
+    if hr is None:
+        raise ValueError("a reference DRN embeds LR/HR pairs: the HR images are required")
+    return torch.cat([lr, reference_of(hr, lr.shape[-2:])], dim=1)
+
+
 def _stats(feat: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, 2C): spatial mean and std (population variance + 1e-6)."""
     mean = feat.mean(dim=(2, 3))
@@ -59,6 +81,8 @@ class DRNEncoder(nn.Module):
         depth: number of stride-2 stages after the full-resolution stem.
         highpass: also feed ``highpass_gain * (x - blur(x))`` to the stem.
         highpass_gain: scale of the high-pass channels (on natural images their spread is several times smaller than x's).
+        reference: the input holds the LR patch and its reference (the HR patch bicubic-downscaled), 2 * in_ch channels.
+        reference_gain: scale of the ``LR - reference`` channels.
         generator: torch.Generator for the initial weights (global RNG when None).
     """
 
@@ -70,6 +94,8 @@ class DRNEncoder(nn.Module):
         depth: int = 4,
         highpass: bool = True,
         highpass_gain: float = 4.0,
+        reference: bool = False,
+        reference_gain: float = 4.0,
         generator: torch.Generator | None = None,
     ):
         super().__init__()
@@ -77,11 +103,14 @@ class DRNEncoder(nn.Module):
         self.emb_dim = int(emb_dim)
         self.highpass = bool(highpass)
         self.highpass_gain = float(highpass_gain)
+        self.reference = bool(reference)
+        self.reference_gain = float(reference_gain)
+        self.input_ch = self.in_ch * (2 if self.reference else 1)
         taps = _gaussian_taps()
         self.register_buffer("blur_kernel", torch.outer(taps, taps).expand(in_ch, 1, 5, 5).clone(), persistent=False)
 
         act = lambda: nn.LeakyReLU(0.2)  # noqa: E731
-        stem_in = in_ch * (2 if highpass else 1)
+        stem_in = in_ch * (2 if highpass else 1) + (in_ch if self.reference else 0)
         self.stem = nn.Sequential(
             nn.Conv2d(stem_in, num_feat, 3, 1, 1), act(), nn.Conv2d(num_feat, num_feat, 3, 1, 1), act()
         )
@@ -107,13 +136,18 @@ class DRNEncoder(nn.Module):
         return x - blurred
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_ch:
-            raise ValueError(f"DRNEncoder expects an N x {self.in_ch} x H x W tensor, got shape {tuple(x.shape)}")
+        if x.dim() != 4 or x.shape[1] != self.input_ch:
+            raise ValueError(f"DRNEncoder expects an N x {self.input_ch} x H x W tensor, got shape {tuple(x.shape)}")
         if x.shape[2] < 3 or x.shape[3] < 3:
             raise ValueError(f"DRNEncoder needs patches of at least 3x3 pixels, got {x.shape[2]}x{x.shape[3]}")
+        ref = None
+        if self.reference:
+            x, ref = x[:, : self.in_ch], x[:, self.in_ch :]
         inp = x - 0.5
         if self.highpass:
             inp = torch.cat([inp, self.highpass_gain * self.highpass_residual(x)], dim=1)
+        if ref is not None:
+            inp = torch.cat([inp, self.reference_gain * (x - ref)], dim=1)
         feat = self.stem(inp)
         pooled = [_stats(feat)]
         for stage in self.stages:

@@ -49,6 +49,8 @@ _DRN_DEFAULTS: dict[str, Any] = {
     "depth": 4,
     "highpass": True,
     "highpass_gain": 4.0,
+    "reference": False,  # True: embed LR/HR pairs (LR + HR downscaled to LR size), drtl.archs.drn
+    "reference_gain": 4.0,
 }
 _NAMES = ("edsr_tiny", "edsr_baseline", "edsr", "drn")
 
@@ -99,6 +101,8 @@ def resolve_arch_cfg(cfg: dict) -> dict:
         out["depth"] = _pos_int(name, "depth", out["depth"], minimum=0)
         out["highpass"] = _flag(name, "highpass", out["highpass"])
         out["highpass_gain"] = _number(name, "highpass_gain", out["highpass_gain"])
+        out["reference"] = _flag(name, "reference", out["reference"])
+        out["reference_gain"] = _number(name, "reference_gain", out["reference_gain"])
         return out
 
     preset = _EDSR_PRESETS[name]

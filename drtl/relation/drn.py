@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from drtl.archs.drn import drn_input
 from drtl.device import resolve_device
 from drtl.errors import ConfigError, DRTLError
 from drtl.progress import progress
@@ -168,9 +169,19 @@ def _crop_to(x: torch.Tensor, p: int, gen: torch.Generator) -> torch.Tensor:
     return x[..., y : y + p, xx : xx + p]
 
 
-def _draw(samplers: Sequence, n: int, p: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """n LR patches per task, stacked task by task; labels 0..T-1."""
-    xs = [_crop_to(s.sample_lr(n, gen), p, gen) for s in samplers]
+def sample_input(encoder: nn.Module, sampler, n: int, gen: torch.Generator) -> torch.Tensor:
+    """n patches of one task as the encoder embeds them: ``sampler.sample_lr`` (LR only), or
+    LR + reference from ``sampler.sample`` (LR, HR) for a reference DRN (drtl.archs.drn)."""
+    if not getattr(encoder, "reference", False):
+        return sampler.sample_lr(n, gen)
+    if not hasattr(sampler, "sample"):
+        raise ConfigError(f"a reference DRN needs LR/HR pairs: {type(sampler).__name__} has no sample(batch, gen)")
+    return drn_input(encoder, *sampler.sample(n, gen))
+
+
+def _draw(encoder: nn.Module, samplers: Sequence, n: int, p: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """n patches per task (LR, or LR + reference), stacked task by task; labels 0..T-1."""
+    xs = [_crop_to(sample_input(encoder, s, n, gen), p, gen) for s in samplers]
     y = torch.arange(len(samplers)).repeat_interleave(n)
     return torch.cat(xs, 0), y
 
@@ -199,7 +210,8 @@ def train_drn(
     """Train ``encoder`` and a memory bank by prototype classification over the auxiliary tasks.
 
     samplers: one per auxiliary task, in task order; each has ``sample_lr(batch, gen)`` returning
-    NCHW float32 LR patches in [0, 1] (e.g. ``drtl.data.patches.PairSampler``).
+    NCHW float32 LR patches in [0, 1] (e.g. ``drtl.data.patches.PairSampler``), and, for a reference
+    encoder (``encoder.reference``), ``sample(batch, gen)`` returning aligned (LR, HR) patches.
     gen: CPU ``torch.Generator`` used for the bank initialisation and every batch.
     on_log(step, {"loss", "accuracy"}): called every ``cfg.log_every`` steps and at the last step
     (metrics averaged over the steps since the previous call).
@@ -217,7 +229,7 @@ def train_drn(
 
     if bank is None:
         with torch.no_grad(), _eval_mode(encoder):
-            probe = _draw(samplers[:1], 1, cfg.lr_patch, gen)[0].to(device)
+            probe = _draw(encoder, samplers[:1], 1, cfg.lr_patch, gen)[0].to(device)
             dim = _embed(encoder, probe).shape[1]
         bank = MemoryBank(T, dim, gen=gen)
     elif bank.num_tasks != T:
@@ -235,7 +247,7 @@ def train_drn(
     last_log = 0
     try:
         for step in range(1, cfg.steps + 1):
-            x, y = _draw(samplers, cfg.batch_per_task, cfg.lr_patch, gen)
+            x, y = _draw(encoder, samplers, cfg.batch_per_task, cfg.lr_patch, gen)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logits = bank.logits(_embed(encoder, x), cfg.temperature)
             loss = F.cross_entropy(logits, y)

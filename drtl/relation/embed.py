@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from drtl.errors import ConfigError, DataError, DRTLError
-from drtl.relation.drn import MemoryBank, _check_samplers, _crop_to, _embed, _eval_mode, _module_device
+from drtl.archs.drn import drn_input
+from drtl.relation.drn import MemoryBank, _check_samplers, _crop_to, _embed, _eval_mode, _module_device, sample_input
 
 
 # ----------------------------------------------------------------------------------------------
@@ -50,8 +51,21 @@ def _image_to_tensor(img, i: int) -> torch.Tensor:
     return t.permute(2, 0, 1)
 
 
+def _whole(encoder: nn.Module, lr, hr, i: int) -> torch.Tensor:
+    """One image as the encoder embeds it (CHW): the LR image, or LR + reference for a reference DRN."""
+    x = _image_to_tensor(lr, i)
+    if not getattr(encoder, "reference", False):
+        return x
+    if hr is None:
+        raise ConfigError("this DRN embeds LR/HR pairs (reference: true): pass the shots' HR images too")
+    h = _image_to_tensor(hr, i)
+    if h.shape[-2] % x.shape[-2] or h.shape[-1] % x.shape[-1]:
+        raise DataError(f"target pair {i}: HR {tuple(h.shape[-2:])} is not a multiple of LR {tuple(x.shape[-2:])}")
+    return drn_input(encoder, x[None], h[None])[0]
+
+
 def _crops(img: torch.Tensor, p: int, n: int, gen: torch.Generator | None, mode: str) -> torch.Tensor:
-    """(k, 3, p, p) crops of one CHW image: a g x g grid (g = ceil(sqrt(n))) or n random crops."""
+    """(k, C, p, p) crops of one CHW image: a g x g grid (g = ceil(sqrt(n))) or n random crops."""
     h, w = img.shape[-2:]
     if h < p or w < p:
         raise DataError(f"LR image {h}x{w} is smaller than lr_patch={p}; lower lr_patch")
@@ -77,11 +91,13 @@ def _image_embeddings(
     batch: int = 256,
     gen: torch.Generator | None = None,
     mode: str = "grid",
+    hr_images: Sequence | None = None,
 ) -> torch.Tensor:
     """(K, D) unit embeddings, one per image (normalised mean over its crops)."""
     out = []
     for i, img in enumerate(images):
-        crops = _crops(_image_to_tensor(img, i), lr_patch, patches_per_image, gen, mode)
+        hr = None if hr_images is None else hr_images[i]
+        crops = _crops(_whole(encoder, img, hr, i), lr_patch, patches_per_image, gen, mode)
         embs = torch.cat([_embed(encoder, crops[j : j + batch].to(device)) for j in range(0, len(crops), batch)])
         out.append(embs.mean(0))
     return F.normalize(torch.stack(out), dim=1)
@@ -96,16 +112,20 @@ def embed_images(
     gen: torch.Generator | None = None,
     mode: str = "grid",
     batch: int = 256,
+    hr_images: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Target embedding: (D,) float64 unit vector = normalised mean DRN embedding of the K LR images.
 
     lr_images: the K target shots' LR images only (numpy HWC RGB uint8, or float in [0, 1]).
+    hr_images: their HR images, required by a reference DRN (``encoder.reference``), else unused.
     mode 'grid' (default, deterministic; ``gen`` unused): a g x g regular grid of crops per image with
     g = ceil(sqrt(patches_per_image)); mode 'random': ``patches_per_image`` random crops drawn with
     ``gen``. Every image contributes the same number of crops, so each shot weighs the same.
     """
     if len(lr_images) == 0:
         raise DataError("no target LR images given; the target embedding needs at least one shot")
+    if hr_images is not None and len(hr_images) != len(lr_images):
+        raise DataError(f"{len(lr_images)} target LR images but {len(hr_images)} HR images")
     if int(lr_patch) != lr_patch or lr_patch < 1:
         raise ConfigError(f"lr_patch={lr_patch!r} must be a positive integer")
     if int(patches_per_image) != patches_per_image or patches_per_image < 1:
@@ -115,7 +135,8 @@ def embed_images(
         sums = None
         count = 0
         for i, img in enumerate(lr_images):
-            crops = _crops(_image_to_tensor(img, i), int(lr_patch), int(patches_per_image), gen, mode)
+            hr = None if hr_images is None else hr_images[i]
+            crops = _crops(_whole(encoder, img, hr, i), int(lr_patch), int(patches_per_image), gen, mode)
             for j in range(0, len(crops), batch):
                 e = _embed(encoder, crops[j : j + batch].to(device)).double().sum(0)
                 sums = e if sums is None else sums + e
@@ -188,7 +209,7 @@ def evaluate_drn(
             done = 0
             while done < n_per_task:
                 k = min(batch, n_per_task - done)
-                x = _crop_to(s.sample_lr(k, gen), lr_patch, gen).to(device)
+                x = _crop_to(sample_input(encoder, s, k, gen), lr_patch, gen).to(device)
                 y_pred.append(_classify(bank, _embed(encoder, x)).cpu().numpy())
                 y_true.append(np.full(k, t))
                 done += k
@@ -200,10 +221,11 @@ def evaluate_drn(
         a_true, a_pred, counts = [], [], []
         for t, s in enumerate(samplers):
             if use_images:
-                embs = _image_embeddings(encoder, list(s.lr), lr_patch, patches_per_image, device, batch)
+                embs = _image_embeddings(encoder, list(s.lr), lr_patch, patches_per_image, device, batch,
+                                         hr_images=getattr(s, "hr", None))
             else:
                 n_groups = max(1, n_per_task // max(1, group_size))
-                x = _crop_to(s.sample_lr(n_groups * group_size, gen), lr_patch, gen).to(device)
+                x = _crop_to(sample_input(encoder, s, n_groups * group_size, gen), lr_patch, gen).to(device)
                 e = _embed(encoder, x).reshape(n_groups, group_size, -1).mean(1)
                 embs = F.normalize(e, dim=1)
             a_pred.append(_classify(bank, embs).cpu().numpy())

@@ -112,8 +112,9 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
         for k in shots:
             for s in seeds:
                 key = run_key(k, s)
-                lrs = [lr for _, lr, _ in load_pairs(pool, scale, shot_names(pool, k, s))]
-                emb = embed_images(encoder, lrs, lr_patch, int(rp["patches_per_image"]))
+                shots_k = load_pairs(pool, scale, shot_names(pool, k, s))
+                emb = embed_images(encoder, [lr for _, lr, _ in shots_k], lr_patch, int(rp["patches_per_image"]),
+                                   hr_images=[hr for _, _, hr in shots_k])
                 w = relation_weights(emb, protos, float(rp["tau"])) if rp["weighting"] else uniform_weights(len(names))
                 sims = similarities(emb, protos)
                 best_cos[key] = round(float(np.max(sims)), 4)
