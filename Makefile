@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.drtl-installed
 
-.PHONY: setup run test bench clean city100 browser control headroom
+.PHONY: setup run test bench clean city100 browser control headroom bank
 
 setup: $(STAMP)
 
@@ -34,6 +34,13 @@ city100: setup
 	test -d data/sample || $(BIN)/drtl data sample data/sample --scale 2
 	$(BIN)/drtl experiment --params configs/city100_x2.yaml
 	@cat outputs/city100_x2/reports/results.md
+
+# The bank of `drtl adapt` (docs/adapt.md): synthesized tasks, DRN and uniform model, built once with
+# the adapt profile and versioned by DVC (banks/adapt_x2.dvc); `drtl adapt --bank banks/adapt_x2` reuses it.
+BANK ?= banks/adapt_x2
+bank: setup
+	$(BIN)/drtl bank --out $(BANK) --scale 2
+	DVC_NO_ANALYTICS=1 $(BIN)/dvc add $(BANK)
 
 # Headroom on a validation split of the City100 pool (001-005 shots, 006-010 evaluation; never the
 # test pairs): one pre-training per task family, fine-tuned and ranked (docs/results.md).

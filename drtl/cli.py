@@ -237,6 +237,12 @@ def _cmd_adapt(a):
     run(a)
 
 
+def _cmd_bank(a):
+    from drtl.orchestrate.adapt import _cmd_bank as run
+
+    run(a)
+
+
 def _cmd_upscale(a):
     from drtl.upscale import _cmd_upscale as run
 
@@ -280,7 +286,25 @@ def add_adapt_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--layout", default="auto", choices=list(ADAPT_LAYOUTS),
                    help="layout of --pairs (auto: HR/+LR/ or City100 NNNH/NNNL.PNG)")
     p.add_argument("--names", default=None, help="use only these pairs, e.g. 001-020 or 001,005,010-012")
+    p.add_argument("--bank", default=None, metavar="DIR",
+                   help="a bank folder from `drtl bank` (tasks, DRN, uniform model) instead of the aux cache")
     p.set_defaults(func=_cmd_adapt)
+    return p
+
+
+def add_bank_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``drtl bank --out DIR --scale S``: the camera-independent half of ``drtl adapt``."""
+    p = subparsers.add_parser(
+        "bank", help="build the auxiliary bank of drtl adapt (tasks, DRN, uniform model) into a folder",
+        description="Synthesize the auxiliary tasks, train the DRN and the uniform pre-trained model with the "
+                    "adapt profile, into DIR (version it with `dvc add DIR`); `drtl adapt --bank DIR` reuses it.")
+    p.add_argument("--out", required=True, help="the bank folder")
+    p.add_argument("--scale", type=int, default=2, help="2, 3 or 4 (default 2)")
+    p.add_argument("--params", default=None, help="params file merged over the built-in adapt profile")
+    p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the uniform pre-training")
+    p.add_argument("--aux-cache", default=None, help="where the built-in auxiliary HR images are cached (as for adapt)")
+    p.set_defaults(func=_cmd_bank)
     return p
 
 
@@ -335,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     _with_params(dv).set_defaults(func=_cmd_dvc)
 
     add_adapt_parser(sub)
+    add_bank_parser(sub)
     add_upscale_parser(sub)
     return parser
 

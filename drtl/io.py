@@ -223,11 +223,11 @@ def atomic_folder(dest: str | os.PathLike):
 
 
 def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
-    """Write an HWC RGB uint8 array as PNG, atomically."""
+    """Write an HWC RGB uint8 array as PNG (zlib level 1: lossless, fast; files ~10-20 % larger), atomically."""
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"write_image expects HWC RGB uint8, got {img.dtype} {img.shape}")
     with atomic_path(path) as tmp:
-        Image.fromarray(img).save(tmp, format="PNG")
+        Image.fromarray(img).save(tmp, format="PNG", compress_level=1)  # lossless; ~5x faster than the default 6
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

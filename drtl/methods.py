@@ -74,11 +74,13 @@ def run_name(stem: str, shots, seed) -> str:
     return f"{stem}_s{seed}" if shots is None else f"{stem}_k{shots}_s{seed}"
 
 
+DRTL_CONTINUE = ("pretrain", "drtl_continue")  # N > 0: DRTL-Pre continues uniform pre-training for N steps
 META_INIT = ("meta", "init")  # meta.init: 'pretrain' (meta-transfer from uniform pre-training) or 'scratch'
 
 SOURCES: dict[str, Source] = {s.key: s for s in (
     Source("pretrain_uniform", "pretrain", "uniform", weighted=False, label="uniform multi-task pre-training"),
-    Source("pretrain_drtl", "pretrain", "drtl", weighted=True, label="DRTL-Pre: relation-weighted pre-training"),
+    Source("pretrain_drtl", "pretrain", "drtl", weighted=True, label="DRTL-Pre: relation-weighted pre-training",
+           init="pretrain_uniform", init_param=DRTL_CONTINUE),
     Source("meta_maml", "metatrain", "maml", weighted=False, label="MAML over the auxiliary tasks",
            init="pretrain_uniform", init_param=META_INIT),
     Source("meta_drtl", "metatrain", "drtl", weighted=True, label="DRTL-Meta: relation-weighted meta-gradient",
@@ -145,7 +147,8 @@ def source_init(src: Source, params: dict | None = None) -> Source | None:
         return None
     if src.init_param is not None:
         sec, key = src.init_param
-        if ((params or {}).get(sec) or {}).get(key, "pretrain") == FRESH:
+        choice = ((params or {}).get(sec) or {}).get(key, "pretrain")
+        if choice == FRESH or choice == 0:  # e.g. meta.init: scratch, pretrain.drtl_continue: 0
             return None
     return SOURCES[src.init]
 

@@ -25,7 +25,7 @@ def sample(tmp_path_factory) -> Path:
 def tiny(sample: Path) -> list[str]:
     return [f"aux.hr=[{sample / 'aux_hr'}]", f"aux.tasks={TASKS}",
             "relation.steps=10", "relation.lr_patch=16", "relation.eval_per_task=4", "relation.patches_per_image=4",
-            "pretrain.iterations=4", "pretrain.lr_patch=16", "pretrain.checkpoint_every=2",
+            "pretrain.iterations=4", "pretrain.drtl_continue=2", "pretrain.lr_patch=16", "pretrain.checkpoint_every=2",
             "finetune.iterations=4", "finetune.lr_patch=16", "finetune.batch=4", "finetune.checkpoint_every=2",
             "threads=1", "tracking.enabled=false"]
 
@@ -130,19 +130,55 @@ def test_warm_run_reuses_the_aux_cache(cold, sample, tmp_path, capsys):
 
 
 def test_target_only_params_share_the_cache_and_uniform_pretrain_is_reused(cold, sample, tmp_path):
+    """The cold run's DRTL-Pre continued the uniform model it trained into the aux entry; a run with
+    uniform weights (other target-only params) reuses that model and trains no pre-training."""
+    from drtl.modelio import load_model
     from drtl.orchestrate.adapt import adapt, adapt_params
 
-    _, cache, s1, _ = cold
+    out1, cache, s1, lines = cold
+    assert s1["uniform_pretrain_cache_hit"] is False and any("pretrain uniform_s0" in x for x in lines)
+    uniform = Path(s1["aux_cache"]["path"]) / "uniform"
+    (key,) = [d.name for d in uniform.iterdir()]
+    drtl = load_model(Path(s1["runs"]["pretrain/drtl_k2_s0"]) / "model.pt")[1]["recipe"]
+    assert drtl["init"] == str(uniform / key / "model.pt") and drtl["train"]["iterations"] == 2  # drtl_continue
     p = adapt_params(None, tiny(sample) + ["relation.weighting=false", "relation.tau=0.2"])
     a = adapt(sample / "pool", 2, 2, tmp_path / "u1", p, aux_cache=cache, echo=lambda _: None)
-    b = adapt(sample / "pool", 2, 2, tmp_path / "u2", p, aux_cache=cache, echo=lambda _: None)
     assert a["aux_cache"]["hit"] and a["aux_cache"]["fingerprint"] == s1["aux_cache"]["fingerprint"]
-    assert a["method"] == "pretrain" and a["uniform_pretrain_cache_hit"] is False
-    assert b["uniform_pretrain_cache_hit"] is True and not (tmp_path / "u2" / "pretrain").exists()
-    assert b["ran"] == {"pretrain": False, "finetune": True}
-    assert Path(b["runs"]["pretrain/uniform_s0"]).parent == Path(a["aux_cache"]["path"]) / "uniform"
+    assert a["method"] == "pretrain" and a["uniform_pretrain_cache_hit"] is True
+    assert a["ran"] == {"pretrain": False, "finetune": True} and not (tmp_path / "u1" / "pretrain").exists()
+    ft = load_model(tmp_path / "u1" / "model.pt")[1]["recipe"]
+    assert ft["init"] == str(uniform / key / "model.pt")
     w = json.loads((tmp_path / "u1" / "relation" / "weights.json").read_text())["k2_s0"]
     assert len(set(w.values())) == 1  # uniform
+    # drtl_continue 0: DRTL-Pre trains from scratch (the experiment's default), no uniform model needed
+    q = adapt_params(None, tiny(sample) + ["pretrain.drtl_continue=0"])
+    c = adapt(sample / "pool", 2, 2, tmp_path / "u2", q, aux_cache=cache, echo=lambda _: None)
+    rec = load_model(Path(c["runs"]["pretrain/drtl_k2_s0"]) / "model.pt")[1]["recipe"]
+    assert rec["init"] is None and rec["train"]["iterations"] == 4
+
+
+def test_bank_folder_is_built_once_and_reused(sample, tmp_path, capsys):
+    """`drtl bank --out DIR` builds tasks, DRN and uniform model; `drtl adapt --bank DIR` trains only
+    the camera's runs; a bank built for other DRN params is refused in one line."""
+    from drtl.cli import main
+
+    bank = tmp_path / "bank"
+    opts = [x for o in tiny(sample) for x in ("-S", o)]
+    assert main(["bank", "--out", str(bank), "--scale", "2", "--aux-cache", str(tmp_path / "c"), *opts]) == 0
+    assert "bank ready" in capsys.readouterr().out
+    models = list((bank / "uniform").glob("*/model.pt"))
+    assert len(models) == 1 and (bank / "drn" / "drn.pt").is_file()
+    stamp = {p: p.stat().st_mtime_ns for p in bank.rglob("*") if p.is_file()}
+    out = tmp_path / "cam"
+    assert main(["adapt", "--pairs", str(sample / "pool"), "--scale", "2", "--shots", "2", "--out", str(out),
+                 "--bank", str(bank), *opts]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["aux_cache"]["hit"] and s["uniform_pretrain_cache_hit"] and s["ran"]["pretrain"]
+    assert {p: p.stat().st_mtime_ns for p in bank.rglob("*") if p.is_file()} == stamp  # read only
+    code = main(["adapt", "--pairs", str(sample / "pool"), "--scale", "2", "--shots", "2", "--out", str(out),
+                 "--bank", str(bank), *opts, "-S", "relation.steps=11"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "was built for other auxiliary/DRN params" in err[0]
 
 
 def test_rerun_resumes_and_skips_unchanged_runs(cold, sample, tmp_path):

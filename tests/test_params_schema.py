@@ -47,6 +47,7 @@ TABLE = {
     "pretrain.schedule": ("cosine", "linear"),
     "pretrain.log_every": ("5", "0"),
     "pretrain.checkpoint_every": ("0", "-5"),
+    "pretrain.drtl_continue": ("60", "-1"),
     "meta.iterations": ("3", "0"),
     "meta.lr_patch": ("16", "abc"),
     "meta.lr": ("1e-5", "[1]"),

@@ -1,7 +1,7 @@
 """``drtl adapt``: a super-resolution model for *your* camera from K of its LR/HR pairs, in one command.
 
     drtl adapt --pairs DIR --scale S --shots K --out OUT [--params P] [-S k=v] [--seed N]
-               [--aux-cache DIR] [--layout auto|paired|city100|realsr|drealsr] [--names 001-020]
+               [--aux-cache DIR | --bank DIR] [--layout auto|paired|city100|realsr|drealsr] [--names 001-020]
 
 A small plan (:mod:`drtl.plan`) over the camera's data, run by :func:`drtl.orchestrate.experiment.run_plan`
 (every stage call goes through :func:`drtl.runner.execute`, which writes each run's record):
@@ -9,12 +9,16 @@ A small plan (:mod:`drtl.plan`) over the camera's data, run by :func:`drtl.orche
 1. data (:mod:`drtl.orchestrate.adapt_data`): import ``DIR`` into ``OUT/data/all``; split it into
    the K shots ``OUT/data/shots`` and the rest ``OUT/data/rest`` (the evaluation pairs);
 2. ``validate`` the shots and the rest (disjoint); a failure is one line and nothing trains;
-3. the auxiliary cache entry ``AUX_CACHE/<key>/`` (key: aux params, content of the auxiliary HR
-   files, DRN params, scale): ``synthesize`` into ``synth/`` and the DRN of stage ``relation`` into
+3. the bank (:mod:`drtl.orchestrate.bank`): the aux cache entry ``AUX_CACHE/<key>/`` (key: aux
+   params, content of the auxiliary HR files, DRN params, scale), or the folder of ``--bank DIR``
+   (``drtl bank --out DIR``): ``synthesize`` into ``synth/`` and the DRN of stage ``relation`` into
    ``drn/`` when absent, reused as is when complete;
-4. ``relation`` of the camera with the cached DRN (input ``drn``): only the K shots are embedded;
-5. ``pretrain`` (DRTL-Pre, relation-weighted; with ``relation.weighting: false`` uniform, cached in
-   the aux entry) -> ``finetune`` on the K shots -> ``evaluate`` the model and bicubic on the rest;
+4. ``relation`` of the camera with the bank's DRN (input ``drn``): only the K shots are embedded;
+5. ``pretrain``: the bank's uniform model (trained into ``uniform/<key>/`` once, then reused), which
+   DRTL-Pre continues with ``pretrain.drtl_continue`` relation-weighted steps (with
+   ``relation.weighting: false`` the uniform model itself) -> ``finetune`` on the K shots, keeping the
+   best of its checks on held-out strips of the shots and stopping early -> ``evaluate`` the model and
+   bicubic on the rest;
 6. ``OUT/model.pt`` (the fine-tuned model with the adapt recipe), ``OUT/summary.{md,json}``; the run
    records are logged to MLflow when ``tracking.enabled``.
 
@@ -27,8 +31,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
-import shutil
 import sys
 import time
 from dataclasses import replace
@@ -37,8 +39,8 @@ from pathlib import Path
 from drtl.orchestrate.adapt_data import (CACHE_VERSION, LAYOUTS, SAMPLE_TOKEN, aux_fingerprint,  # noqa: F401
                                          default_cache_root, detect_layout, import_pairs, out_folder,
                                          resolve_aux_sources, split_pairs)
+from drtl.orchestrate.bank import _execute, build_bank, ensure_aux, uniform_run  # noqa: F401
 
-_CHECKPOINTED = ("pretrain", "metatrain", "finetune")  # stages that resume from a checkpoint in their folder
 EVAL_TILE = 512  # LR tile side for evaluating the model: whole image up to 512 px, bounded memory above
 
 
@@ -50,9 +52,12 @@ def adapt_profile() -> dict:
         "log_every_s": 10,                 # a progress line at least this often during training
         "aux": {"hr": [SAMPLE_TOKEN], "variants": 1, "max_hr_side": 256},
         "relation": {"steps": 150, "batch_per_task": 2, "lr_patch": 24},
-        "pretrain": {"iterations": 300, "batch": 4, "tasks_per_step": 4, "lr_patch": 32, "log_every": 25,
-                     "checkpoint_every": 50},
-        "finetune": {"iterations": 300, "batch": 16, "lr_patch": 32, "log_every": 25, "checkpoint_every": 50},
+        # the bank's uniform model (cached), then DRTL-Pre continues it with relation-weighted steps
+        "pretrain": {"iterations": 300, "batch": 4, "tasks_per_step": 4, "lr_patch": 32, "lr": 5e-4,
+                     "schedule": "cosine", "drtl_continue": 60, "log_every": 25, "checkpoint_every": 50},
+        # keeps the best of the checks on held-out strips of the K shots; stops after 3 checks without gain
+        "finetune": {"iterations": 160, "batch": 16, "lr_patch": 32, "lr": 3e-4, "val_fraction": 0.25,
+                     "eval_every": 20, "patience": 3, "log_every": 25, "checkpoint_every": 50},
     }
 
 
@@ -63,116 +68,41 @@ def adapt_params(path: str | os.PathLike | None = None, overrides: list[str] | N
     return load_params(path, overrides, base=_merge(DEFAULTS, adapt_profile()))
 
 
-# ------------------------------------------------------------------------------------------ aux cache
-class _Lost(Exception):
-    """Another process completed the same aux entry while this one built it."""
-
-
-def _complete(entry: Path) -> bool:
-    return all((entry / f).is_file() for f in ("complete.json", "synth/synth.json", "drn/drn.pt"))
-
-
-def ensure_aux(p: dict, cache_root: Path, say) -> dict:
-    """The aux cache entry of ``p`` (``aux.hr`` resolved): reused when complete, else built by the
-    ``synthesize`` and ``relation`` stages in a dot-prefixed temp folder renamed when complete."""
-    from drtl.data.folder import staged_folder
-    from drtl.io import write_text
-    from drtl.records import read_record, write_record
-    from drtl.runner import execute
-
-    key, covers = aux_fingerprint(p, p["aux"]["hr"], p["target"]["scale"])
-    entry = Path(cache_root) / key
-    if _complete(entry):
-        info = json.loads((entry / "complete.json").read_text())
-        say(f"aux cache hit: {entry} ({info.get('n_tasks')} tasks; DRN val accuracy "
-            f"{info.get('drn_val_accuracy', float('nan')):.3f})")
-        return {"path": str(entry), "fingerprint": key, "hit": True, "drn_trained": False, "synthesized": False,
-                **info}
-    say(f"aux cache miss: building {entry}")
-    try:
-        with staged_folder(entry, guard=False) as tmp:
-            t = time.time()
-            m = execute("synthesize", p, {}, tmp / "synth", name="synth")
-            took = {"synthesize": round(time.time() - t, 2)}
-            say(f"synthesized {m['n_tasks']} auxiliary tasks x {m['n_images']} HR images")
-            t = time.time()
-            rm = execute("relation", p, {"synth": str(tmp / "synth")}, tmp / "drn", name="drn")
-            took["drn"] = round(time.time() - t, 2)
-            rec = read_record(tmp / "drn")  # keep the DRN only: this camera's relation is not shared
-            for f in ("weights.json", "graphs", "relation.json"):
-                shutil.rmtree(tmp / "drn" / f) if (tmp / "drn" / f).is_dir() else (tmp / "drn" / f).unlink()
-            rec.artifacts = [a for a in rec.artifacts if (tmp / "drn" / a).exists()]
-            write_record(tmp / "drn", rec)
-            say(f"DRN trained: accuracy train {rm['drn_train_accuracy']:.3f}, "
-                f"val {rm.get('drn_val_accuracy', float('nan')):.3f}")
-            info = {"n_tasks": m["n_tasks"], "n_images": m["n_images"],
-                    **{k: rm[k] for k in ("drn_train_accuracy", "drn_val_accuracy") if k in rm},
-                    "covers": covers, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            write_text(tmp / "complete.json", json.dumps(info, indent=1, default=str) + "\n")
-            if _complete(entry):  # another process finished the same entry meanwhile: keep theirs
-                raise _Lost()
-    except _Lost:
-        return ensure_aux(p, cache_root, say)
-    return {"path": str(entry), "fingerprint": key, "hit": False, "drn_trained": True, "synthesized": True,
-            "timings": took, **info}
-
-
 # ------------------------------------------------------------------------------------------ the plan
 def adapt_runs(p: dict, out: Path, entry: Path, shots: int, seed: int, evaluate: bool) -> list:
-    """The camera's runs: relation (cached DRN) -> pretrain -> finetune -> evaluate model + bicubic."""
+    """The camera's runs: relation (cached DRN) -> [uniform pre-training, into the aux entry, only when
+    the entry lacks it] -> DRTL-Pre (continuing the uniform model when ``pretrain.drtl_continue`` > 0)
+    -> finetune -> evaluate model + bicubic."""
     from drtl.methods import METHODS, init_source
-    from drtl.orchestrate.experiment import run_fingerprint
-    from drtl.plan import Roots, evaluate_run, finetune_run, relation_run, source_run
+    from drtl.plan import Roots, evaluate_run, finetune_run, relation_run, source_chain
 
     r = Roots(str(out), p["target"]["pool"], p["target"]["test"], str(out / "reports"))
     m = METHODS["drtl_pre"] if p["relation"]["weighting"] else METHODS["pretrain"]
     synth = str(entry / "synth")
     rel = replace(relation_run(r), inputs={"synth": synth, "drn": str(entry / "drn" / "drn.pt")}, deps=())
-    src = init_source(m, p["finetune"])
-    pre = source_run(r, src, shots, seed, p)
-    pre = replace(pre, inputs={**pre.inputs, "synth": synth}, deps=tuple(d for d in pre.deps if d == rel.id))
-    if not src.weighted:  # does not depend on the camera: cached in the aux entry, by its fingerprint
-        pre = replace(pre, out=str(entry / "uniform" / run_fingerprint(pre, p, {}, {})))
+    runs, made = [rel], {}
+    for run in source_chain(r, init_source(m, p["finetune"]), shots, seed, p):
+        inputs = {**run.inputs, "synth": synth}
+        if "init" in inputs:  # the upstream run of the chain (uniform pre-training)
+            inputs["init"] = made[next(d for d in run.deps if d in made)]
+        deps = tuple(d for d in run.deps if d == rel.id or (d in made and any(x.id == d for x in runs)))
+        run = replace(run, inputs=inputs, deps=deps)
+        if "relation" not in run.inputs:  # camera-independent: lives in the aux entry, reused from there
+            run = replace(run, out=uniform_run(p, entry, seed).out)
+            made[run.id] = f"{run.out}/model.pt"
+            if Path(made[run.id]).is_file():
+                continue
+        made[run.id] = f"{run.out}/model.pt"
+        runs.append(run)
     ft = finetune_run(r, m, shots, seed, p)
-    ft = replace(ft, inputs={**ft.inputs, "init": f"{pre.out}/model.pt"})
-    runs = [rel, pre, ft]
+    up = next(d for d in ft.deps)
+    ft = replace(ft, inputs={**ft.inputs, "init": made[up]}, deps=tuple(d for d in ft.deps if any(x.id == d for x in runs)))
+    runs.append(ft)
     if evaluate:
         model = evaluate_run(r, m, shots, seed, p)
         runs += [replace(model, inputs={**model.inputs, "tile": EVAL_TILE}),
                  evaluate_run(r, METHODS["bicubic"], shots, seed, p)]
     return runs
-
-
-def _discard_stale(p: dict, runs: list) -> None:
-    """Mark each run folder with its input fingerprint before it runs, and empty a folder that holds
-    the work of other inputs (so a checkpoint is only resumed by the run that wrote it)."""
-    from drtl.io import write_text
-    from drtl.orchestrate.experiment import FINGERPRINT, run_fingerprint
-
-    done, outs = {}, {r.id: r.out for r in runs}
-    for run in runs:
-        fp = done[run.id] = run_fingerprint(run, p, done, outs)
-        folder, mark = Path(run.out), Path(run.out) / FINGERPRINT
-        old = json.loads(mark.read_text()).get("fp") if mark.is_file() else None
-        if old != fp:
-            if folder.exists():
-                shutil.rmtree(folder)
-            if run.stage in _CHECKPOINTED:  # the other stages replace their folder atomically
-                write_text(mark, json.dumps({"fp": fp}) + "\n")
-
-
-def _execute(p: dict, runs: list, say, t0: float) -> dict:
-    """run_plan over ``runs``; returns {run id: its record} and says which runs were reused."""
-    from drtl.orchestrate.experiment import run_plan
-    from drtl.records import read_record
-
-    _discard_stale(p, runs)
-    run_plan(p, runs, lambda line: say(re.sub(r"^\[\s*[\d.]+s\] ", "", line)))  # one clock: adapt's
-    recs = {r.id: read_record(r.out) for r in runs}
-    reused = [i for i, rec in recs.items() if rec.started < t0]
-    if reused:
-        say(f"unchanged inputs, reused: {', '.join(reused)}")
-    return recs
 
 
 def _ranking(rel_dir: Path, key: str):
@@ -184,7 +114,7 @@ def _ranking(rel_dir: Path, key: str):
 
 # ------------------------------------------------------------------------------------------ adapt
 def adapt(pairs, scale: int, shots: int, out, params: dict, seed: int = 0, aux_cache=None, echo=print,
-          layout: str = "auto", names: list[str] | None = None) -> dict:
+          layout: str = "auto", names: list[str] | None = None, bank=None) -> dict:
     """Adapt an SR model to a camera from its K shots; returns the summary dict (also OUT/summary.json)."""
     from drtl.config import check_params
     from drtl.data.folder import pair_paths
@@ -213,7 +143,8 @@ def adapt(pairs, scale: int, shots: int, out, params: dict, seed: int = 0, aux_c
     check_params(p)
     out_folder(out)
 
-    # 1. data: import + split
+    # 1. data: import + split (great-expectations, 3-4 s of imports, loads meanwhile for step 2)
+    _preload("great_expectations")
     timings = {}
     t = time.time()
     used = import_pairs(pairs, data / "all", scale, layout, names)
@@ -237,13 +168,17 @@ def adapt(pairs, scale: int, shots: int, out, params: dict, seed: int = 0, aux_c
     # 3. the aux cache entry
     cache_root = Path(aux_cache) if aux_cache else default_cache_root()
     p["aux"]["hr"] = resolve_aux_sources(p["aux"]["hr"], cache_root, say)
-    aux = ensure_aux(p, cache_root, say)
+    aux = ensure_aux(p, cache_root, say, bank)
     timings.update(aux.pop("timings", {}))
     entry = Path(aux["path"])
 
     # 4-5. relation, pre-training, fine-tuning, evaluation
     runs = adapt_runs(p, out, entry, shots, seed, evaluate=bool(rest))
-    rel, pre, ft, *evals = runs
+    rel, ft = runs[0], next(r for r in runs if r.stage == "finetune")
+    pres, evals = [r for r in runs if r.stage == "pretrain"], [r for r in runs if r.stage == "evaluate"]
+    uniform_cached = not any("relation" not in r.inputs for r in pres)
+    if uniform_cached:
+        say(f"uniform pre-trained model reused from {uniform_run(p, entry, seed).out}")
     recs = _execute(p, runs, say, t0)
     for run in runs:
         if recs[run.id].started >= t0:
@@ -279,8 +214,9 @@ def adapt(pairs, scale: int, shots: int, out, params: dict, seed: int = 0, aux_c
         "n_pairs": n_all, "shot_names": shot_list, "rest_names": rest,
         "aux_cache": {k: aux.get(k) for k in ("path", "fingerprint", "hit", "drn_trained", "synthesized",
                                                "n_tasks", "n_images", "drn_train_accuracy", "drn_val_accuracy")},
-        "uniform_pretrain_cache_hit": None if p["relation"]["weighting"] else recs[pre.id].started < t0,
-        "ran": {"pretrain": recs[pre.id].started >= t0, "finetune": recs[ft.id].started >= t0},
+        "uniform_pretrain_cache_hit": uniform_cached or any(
+            recs[r.id].started < t0 for r in pres if "relation" not in r.inputs),
+        "ran": {"pretrain": any(recs[r.id].started >= t0 for r in pres), "finetune": recs[ft.id].started >= t0},
         "runs": {r.id: r.out for r in runs},
         "relation": {"weighting": bool(p["relation"]["weighting"]), "tau": float(p["relation"]["tau"]),
                      "entropy": rel_metrics["weight_entropy"][key],
@@ -308,6 +244,21 @@ def _track(p: dict, runs: list, aux: dict, entry: Path, summary: dict, say) -> N
     track(p, (built if not aux["hit"] else []) + runs, invocation, say)
 
 
+def _preload(module: str) -> None:
+    """Import ``module`` in a daemon thread, so its import time overlaps the caller's work (a later
+    ``import`` of it waits for this one; a failure here is left to that import to report)."""
+    import importlib
+    import threading
+
+    def load():
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - the real import reports it
+            pass
+
+    threading.Thread(target=load, name=f"preload-{module}", daemon=True).start()
+
+
 def _threads() -> int:
     import torch
 
@@ -322,13 +273,21 @@ def _cmd_adapt(a) -> None:
     params = adapt_params(a.params, a.set)
     apply_threads(params)
     s = adapt(a.pairs, a.scale, a.shots, a.out, params, seed=a.seed, aux_cache=a.aux_cache,
-              echo=lambda line: print(line, flush=True), layout=a.layout, names=parse_names(a.names))
+              echo=lambda line: print(line, flush=True), layout=a.layout, names=parse_names(a.names), bank=a.bank)
     if s["eval"]:
         e = s["eval"]
         print(f"adapted x{s['scale']} model for K={s['shots']} -> {s['model']}: PSNR-Y {e['model']['psnr_y']:.3f} dB "
               f"vs bicubic {e['bicubic']['psnr_y']:.3f} dB on {e['n_pairs']} remaining pairs", flush=True)
     else:
         print(f"adapted x{s['scale']} model for K={s['shots']} -> {s['model']} (no pair left to evaluate)", flush=True)
+
+
+def _cmd_bank(a) -> None:
+    from drtl.config import apply_threads
+
+    params = adapt_params(a.params, a.set)
+    apply_threads(params)
+    build_bank(a.out, params, a.scale, seed=a.seed, aux_cache=a.aux_cache, echo=lambda line: print(line, flush=True))
 
 
 def main(argv: list[str] | None = None) -> int:

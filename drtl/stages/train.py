@@ -188,6 +188,8 @@ def pretrain_stage(params: dict, inputs: dict, out: Path) -> dict:
         if not inputs.get("init"):
             raise ConfigError("pretrain --method more continues a uniform pre-training: give --init MODEL")
         section = control_section(params["pretrain"], params["meta"])
+    elif method == source_for("pretrain", "drtl").variant and inputs.get("init"):  # pretrain.drtl_continue > 0
+        section = {**section, "iterations": int(section["drtl_continue"])}
     return pretrain_run(method, inputs.get("synth") or Path(params["outputs"]) / "synth",
                         inputs.get("relation"), out, params["arch"], scale, section, seed, shots, device,
                         on_log, inputs.get("init"))
