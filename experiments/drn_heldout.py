@@ -4,7 +4,8 @@ For each held-out task H: train the DRN on the bank without H (the relation stag
 steps x lr_patch, 2 patches per task), report its held-out-image accuracy on the other tasks, then
 embed K shots of a target made with H (``drtl data target H ...``) and print the weight the relation
 graph gives to H's family and the top tasks. Both DRN inputs are compared at the same cost: the
-LR-only encoder (``reference: false``) and the reference encoder (LR + HR downscaled).
+LR-only encoder (``reference: false``) and the reference encoder (LR + HR downscaled);
+``--family-loss L`` trains the reference encoder with an extra family-level prototype loss.
 
     drtl synthesize --out /tmp/bank48
     drtl data target jpeg_q30 /tmp/t_jpeg_q30/pool --hr data/sample/pool --scale 2 --seed 0
@@ -24,8 +25,9 @@ import torch
 from drtl.archs import build_arch
 from drtl.data.folder import load_pairs
 from drtl.data.patches import PairSampler
-from drtl.relation import DRNConfig, embed_images, relation_weights, similarities, train_drn
-from drtl.relation.drn import _embed, sample_input
+from drtl.optim import Adam
+from drtl.relation import DRNConfig, MemoryBank, embed_images, relation_weights, similarities, train_drn
+from drtl.relation.drn import _draw, _embed, sample_input
 from drtl.stages.shots import shot_names
 from drtl.stages.synthesize import load_synth
 
@@ -39,7 +41,29 @@ def heldout_accuracy(enc, bank, samplers, n: int = 32) -> float:
     return right / total
 
 
-def run(synth: str, held: str, target: str, reference: bool, steps: int, patch: int, tau: float, scale: int) -> None:
+def train_with_family_loss(enc, samplers, fams: list[str], steps: int, patch: int, lam: float, gen):
+    """The relation stage's prototype classification plus ``lam`` x the same loss over families
+    (one prototype per family): a candidate for a space where a family's members sit together."""
+    import torch.nn.functional as F
+
+    fam_ids = sorted(set(fams))
+    fy = torch.tensor([fam_ids.index(f) for f in fams])
+    bank, fbank = MemoryBank(len(samplers), 64, gen=gen), MemoryBank(len(fam_ids), 64, gen=gen)
+    opt = Adam(list(enc.parameters()) + list(bank.parameters()) + list(fbank.parameters()), lr=1e-3)
+    enc.train()
+    for _ in range(steps):
+        x, y = _draw(enc, samplers, 2, patch, gen)
+        e = _embed(enc, x)
+        loss = F.cross_entropy(bank.logits(e, 0.1), y) + lam * F.cross_entropy(fbank.logits(e, 0.1), fy[y])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    enc.eval()
+    return bank, {"final_accuracy": float("nan")}
+
+
+def run(synth: str, held: str, target: str, reference: bool, steps: int, patch: int, tau: float, scale: int,
+        family_loss: float = 0.0) -> None:
     tasks, pairs, _ = load_synth(synth, "train")
     _, val, _ = load_synth(synth, "val")
     keep = [i for i, t in enumerate(tasks) if t.name != held]
@@ -48,10 +72,13 @@ def run(synth: str, held: str, target: str, reference: bool, steps: int, patch: 
     gen = torch.Generator().manual_seed(0)
     enc = build_arch({"name": "drn", "num_feat": 32, "emb_dim": 64, "reference": reference}, generator=gen)
     t = time.time()
-    bank, hist = train_drn(enc, [PairSampler(pairs[i], scale, patch) for i in keep],
-                           DRNConfig(steps=steps, batch_per_task=2, lr_patch=patch, progress=False), gen)
+    train = [PairSampler(pairs[i], scale, patch) for i in keep]
+    if family_loss > 0:
+        bank, hist = train_with_family_loss(enc, train, fams, steps, patch, family_loss, gen)
+    else:
+        bank, hist = train_drn(enc, train, DRNConfig(steps=steps, batch_per_task=2, lr_patch=patch, progress=False), gen)
     acc = heldout_accuracy(enc, bank, [PairSampler(val[i], scale, patch, augment=False) for i in keep])
-    print(f"reference={reference} held={held}: DRN {time.time() - t:.0f}s, train acc {hist['final_accuracy']:.3f}, "
+    print(f"reference={reference} family_loss={family_loss} held={held}: DRN {time.time() - t:.0f}s, train acc {hist['final_accuracy']:.3f}, "
           f"held-out patch acc {acc:.3f}")
     protos = bank.numpy()
     for k in (1, 5):
@@ -75,10 +102,12 @@ def main(argv=None) -> int:
     ap.add_argument("--tau", type=float, default=0.05)
     ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--family-loss", type=float, default=0.0,
+                    help="> 0: only the reference DRN, trained with this weight on a family-level loss too")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    for reference in (False, True):
-        run(a.synth, a.held, a.target, reference, a.steps, a.patch, a.tau, a.scale)
+    for reference in ((True,) if a.family_loss > 0 else (False, True)):
+        run(a.synth, a.held, a.target, reference, a.steps, a.patch, a.tau, a.scale, a.family_loss)
     return 0
 
 
