@@ -113,8 +113,14 @@ def _fused_cpu_forward(model: nn.Module):
             return None
     if not all(type(b) is ResidualBlockNoBN for b in model.body):
         return None
-    if not all(isinstance(m, (nn.Conv2d, nn.PixelShuffle)) for m in model.upsample):
+    ups = list(model.upsample)
+    stages = list(zip(ups[0::2], ups[1::2]))  # (conv, PixelShuffle) pairs, as EDSR's Upsample makes them
+    if len(ups) % 2 or not all(isinstance(c, nn.Conv2d) and isinstance(p, nn.PixelShuffle) for c, p in stages):
         return None
+    # each conv before a PixelShuffle(r) as r*r convs, one per sub-pixel phase (output channels k::r*r):
+    # narrow convs run faster than one wide one here (4 x 32->32 in 32 ms against 32->128 in 49 ms)
+    phases = {id(c): [(c.weight[k::p.upscale_factor ** 2].contiguous(), c.bias[k::p.upscale_factor ** 2].contiguous())
+                      for k in range(p.upscale_factor ** 2)] for c, p in stages}
     binary = op.binary
     one = [1, 1]  # padding, stride, dilation
 
@@ -124,6 +130,15 @@ def _fused_cpu_forward(model: nn.Module):
     def conv_add(c: nn.Conv2d, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         # (conv(x) + bias) + other, the add done by oneDNN as a post-op on the conv's output
         return binary(x, other, c.weight, c.bias, one, one, one, 1, "add", None, None, [], None)
+
+    def conv_shuffle(c: nn.Conv2d, x: torch.Tensor, r: int) -> torch.Tensor:
+        """pixel_shuffle(conv(x), r) as r*r phase convs written into the channels_last output."""
+        n, _, h, w = x.shape
+        parts = phases[id(c)]
+        out = torch.empty(n, h, r, w, r, parts[0][0].shape[0], dtype=x.dtype)  # NHWC of the shuffled map
+        for k, (wk, bk) in enumerate(parts):
+            out[:, :, k // r, :, k % r, :] = op(x, wk, bk, one, one, one, 1, "none", [], "").permute(0, 2, 3, 1)
+        return out.view(n, h * r, w * r, -1).permute(0, 3, 1, 2)  # NCHW shape, channels_last memory
 
     cl = torch.channels_last
     scale, img_range = model.scale, model.img_range
@@ -141,8 +156,8 @@ def _fused_cpu_forward(model: nn.Module):
                 h = h + conv(b.conv2, t) * b.res_scale
         u = conv_add(model.conv_after_body, h, feat)
         del h, feat
-        for m in model.upsample:
-            u = conv(m, u) if isinstance(m, nn.Conv2d) else m(u)
+        for c, shuffle in stages:
+            u = conv_shuffle(c, u, shuffle.upscale_factor)
         if model.global_residual:
             bic = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False).contiguous(memory_format=cl)
             if img_range == 1.0:  # out / 1.0 == out exactly
