@@ -92,7 +92,9 @@ def _fused_cpu_forward(model: nn.Module):
     groups 1 with a bias: channels_last activations and oneDNN convolutions with the next
     element-wise op fused in (``torch.ops.mkldnn._convolution_pointwise``: ReLU after the first conv
     of each residual block, the residual add after the second, the long skip after
-    ``conv_after_body``, the bicubic skip after ``conv_last``). Every op is one of
+    ``conv_after_body``, the bicubic skip after ``conv_last``), and each conv before a
+    ``PixelShuffle(r)`` split into r*r phase convs written into the shuffled channels_last map (the
+    same sums per output value, faster than one wide conv plus ``pixel_shuffle``). Every op is one of
     ``EDSR.forward``, in the same order (a multiply or divide by 1.0 is skipped: it is exact), but
     oneDNN's channels_last kernels round differently from the NCHW ones in the last bit (about
     1e-7; likewise ``model.to(memory_format=torch.channels_last)``), which moves a uint8 output
