@@ -157,10 +157,13 @@ def test_target_only_params_share_the_cache_and_uniform_pretrain_is_reused(cold,
     assert rec["init"] is None and rec["train"]["iterations"] == 4
 
 
-def test_bank_folder_is_built_once_and_reused(sample, tmp_path, capsys):
-    """`drtl bank --out DIR` builds tasks, DRN and uniform model; `drtl adapt --bank DIR` trains only
-    the camera's runs; a bank built for other DRN params is refused in one line."""
+def test_bank_folder_is_built_once_and_reused(sample, tmp_path, capsys, monkeypatch):
+    """`drtl bank --out DIR` builds tasks, DRN and uniform model (no camera needed: run where no
+    data folder exists); `drtl adapt --bank DIR` trains only the camera's runs; a bank built for
+    other DRN params is refused in one line."""
     from drtl.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no data/sample here: the bank must not look for a target
 
     bank = tmp_path / "bank"
     opts = [x for o in tiny(sample) for x in ("-S", o)]

@@ -64,7 +64,7 @@ def ensure_aux(p: dict, cache_root: Path, say, entry: Path | None = None) -> dic
             took["drn"] = round(time.time() - t, 2)
             rec = read_record(tmp / "drn")  # keep the DRN only: this camera's relation is not shared
             for f in ("weights.json", "graphs", "relation.json"):
-                shutil.rmtree(tmp / "drn" / f) if (tmp / "drn" / f).is_dir() else (tmp / "drn" / f).unlink()
+                shutil.rmtree(tmp / "drn" / f) if (tmp / "drn" / f).is_dir() else (tmp / "drn" / f).unlink(missing_ok=True)
             rec.artifacts = [a for a in rec.artifacts if (tmp / "drn" / a).exists()]
             write_record(tmp / "drn", rec)
             say(f"DRN trained: accuracy train {rm['drn_train_accuracy']:.3f}, "
@@ -156,6 +156,7 @@ def build_bank(out, params: dict, scale: int, seed: int = 0, aux_cache=None, ech
     p["target"]["scale"] = int(scale)
     p["outputs"] = str(out)
     check_params(p)
+    p["experiment"]["shots"] = []  # no camera: stage relation trains the DRN and embeds no target
     cache_root = Path(aux_cache) if aux_cache else default_cache_root()
     p["aux"]["hr"] = resolve_aux_sources(p["aux"]["hr"], cache_root, say)
     aux = ensure_aux(p, cache_root, say, Path(out))

@@ -126,11 +126,11 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
                 plot_weights(names, w, g / "weights.png", title=f"relation weights, K={k}, seed {s}", families=fams)
                 top[key] = table["task"].head(3).tolist()
         (tmp / "weights.json").write_text(json.dumps(weights, indent=1) + "\n")
-        first = run_key(shots[0], seeds[0])
+        first = run_key(shots[0], seeds[0]) if shots and seeds else None  # no shots: the DRN alone (drtl bank)
         metrics["top_tasks"] = top
         metrics["weight_entropy"] = {k: float(-(np.array(list(v.values())) * np.log(np.array(list(v.values())) + 1e-12)).sum())
                                      for k, v in weights.items()}
-        metrics["top_task"] = top[first][0]
+        metrics["top_task"] = top[first][0] if first else None
         # what the issue asks the relation report to show: the weight each family gets, the target's
         # best cosine to any prototype, and the DRN's held-out accuracy per family
         metrics["family_weight"] = {k: {f: round(sum(v[n] for n, ff in zip(names, fams) if ff == f), 4)
