@@ -266,6 +266,17 @@ def _pos_int(text: str) -> int:
     return v
 
 
+def _adapt_profile_args(p: argparse.ArgumentParser, seed_help: str) -> None:
+    """--params, -S, --seed and --aux-cache: the options of the commands run on the adapt profile."""
+    p.add_argument("--params", default=None,
+                   help="params file merged over the built-in adapt profile (default: the adapt profile)")
+    p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a param, e.g. -S finetune.iterations=500 (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help=seed_help)
+    p.add_argument("--aux-cache", default=None,
+                   help="aux cache root (default $DRTL_CACHE_DIR/aux, $XDG_CACHE_HOME/drtl/aux or ~/.cache/drtl/aux)")
+
+
 def add_adapt_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``drtl adapt`` on an argparse subparsers object (``drtl.orchestrate.adapt.add_adapt_parser``)."""
     p = subparsers.add_parser(
@@ -276,13 +287,7 @@ def add_adapt_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, required=True, help="2, 3 or 4")
     p.add_argument("--shots", type=int, required=True, help="K: pairs used for training; the rest evaluate")
     p.add_argument("--out", required=True, help="output folder (model.pt, summary.md, relation/, data/ ...)")
-    p.add_argument("--params", default=None,
-                   help="params file merged over the built-in adapt profile (default: the adapt profile)")
-    p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a param, e.g. -S finetune.iterations=500 (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help="which K pairs are the shots, and training seeds")
-    p.add_argument("--aux-cache", default=None,
-                   help="aux cache root (default $DRTL_CACHE_DIR/aux, $XDG_CACHE_HOME/drtl/aux or ~/.cache/drtl/aux)")
+    _adapt_profile_args(p, seed_help="which K pairs are the shots, and training seeds")
     p.add_argument("--layout", default="auto", choices=list(ADAPT_LAYOUTS),
                    help="layout of --pairs (auto: HR/+LR/ or City100 NNNH/NNNL.PNG)")
     p.add_argument("--names", default=None, help="use only these pairs, e.g. 001-020 or 001,005,010-012")
@@ -300,10 +305,7 @@ def add_bank_parser(subparsers) -> argparse.ArgumentParser:
                     "adapt profile, into DIR (version it with `dvc add DIR`); `drtl adapt --bank DIR` reuses it.")
     p.add_argument("--out", required=True, help="the bank folder")
     p.add_argument("--scale", type=int, default=2, help="2, 3 or 4 (default 2)")
-    p.add_argument("--params", default=None, help="params file merged over the built-in adapt profile")
-    p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="override a param (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the uniform pre-training")
-    p.add_argument("--aux-cache", default=None, help="where the built-in auxiliary HR images are cached (as for adapt)")
+    _adapt_profile_args(p, seed_help="seed of the uniform pre-training")
     p.set_defaults(func=_cmd_bank)
     return p
 

@@ -121,8 +121,8 @@ def _fused_cpu_forward(model: nn.Module):
         return None
     # each conv before a PixelShuffle(r) as r*r convs, one per sub-pixel phase (output channels k::r*r):
     # narrow convs run faster than one wide one here (4 x 32->32 in 32 ms against 32->128 in 49 ms)
-    phases = {id(c): [(c.weight[k::p.upscale_factor ** 2].contiguous(), c.bias[k::p.upscale_factor ** 2].contiguous())
-                      for k in range(p.upscale_factor ** 2)] for c, p in stages}
+    phases = [([(c.weight[k::r * r].contiguous(), c.bias[k::r * r].contiguous()) for k in range(r * r)], r)
+              for c, r in ((c, p.upscale_factor) for c, p in stages)]
     binary = op.binary
     one = [1, 1]  # padding, stride, dilation
 
@@ -133,10 +133,10 @@ def _fused_cpu_forward(model: nn.Module):
         # (conv(x) + bias) + other, the add done by oneDNN as a post-op on the conv's output
         return binary(x, other, c.weight, c.bias, one, one, one, 1, "add", None, None, [], None)
 
-    def conv_shuffle(c: nn.Conv2d, x: torch.Tensor, r: int) -> torch.Tensor:
-        """pixel_shuffle(conv(x), r) as r*r phase convs written into the channels_last output."""
+    def conv_shuffle(parts: list, x: torch.Tensor, r: int) -> torch.Tensor:
+        """pixel_shuffle(conv(x), r) as r*r phase convs (``parts``: their weights and biases) written
+        into the channels_last output."""
         n, _, h, w = x.shape
-        parts = phases[id(c)]
         out = torch.empty(n, h, r, w, r, parts[0][0].shape[0], dtype=x.dtype)  # NHWC of the shuffled map
         for k, (wk, bk) in enumerate(parts):
             out[:, :, k // r, :, k % r, :] = op(x, wk, bk, one, one, one, 1, "none", [], "").permute(0, 2, 3, 1)
@@ -158,8 +158,8 @@ def _fused_cpu_forward(model: nn.Module):
                 h = h + conv(b.conv2, t) * b.res_scale
         u = conv_add(model.conv_after_body, h, feat)
         del h, feat
-        for c, shuffle in stages:
-            u = conv_shuffle(c, u, shuffle.upscale_factor)
+        for parts, r in phases:
+            u = conv_shuffle(parts, u, r)
         if model.global_residual:
             bic = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False).contiguous(memory_format=cl)
             if img_range == 1.0:  # out / 1.0 == out exactly

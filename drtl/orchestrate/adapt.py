@@ -39,7 +39,7 @@ from pathlib import Path
 from drtl.orchestrate.adapt_data import (CACHE_VERSION, LAYOUTS, SAMPLE_TOKEN, aux_fingerprint,  # noqa: F401
                                          default_cache_root, detect_layout, import_pairs, out_folder,
                                          resolve_aux_sources, split_pairs)
-from drtl.orchestrate.bank import _execute, build_bank, ensure_aux, uniform_run  # noqa: F401
+from drtl.orchestrate.bank import _execute, build_bank, clock, ensure_aux, uniform_run  # noqa: F401
 
 EVAL_TILE = 512  # LR tile side for evaluating the model: whole image up to 512 px, bounded memory above
 
@@ -80,23 +80,25 @@ def adapt_runs(p: dict, out: Path, entry: Path, shots: int, seed: int, evaluate:
     m = METHODS["drtl_pre"] if p["relation"]["weighting"] else METHODS["pretrain"]
     synth = str(entry / "synth")
     rel = replace(relation_run(r), inputs={"synth": synth, "drn": str(entry / "drn" / "drn.pt")}, deps=())
-    runs, made = [rel], {}
+    runs, made = [rel], {}  # made: run id -> the model file it writes (or wrote, when reused)
+
+    def in_plan(deps) -> tuple:  # the dependencies that are runs of this plan (not reused files)
+        ids = {x.id for x in runs}
+        return tuple(d for d in deps if d in ids)
+
     for run in source_chain(r, init_source(m, p["finetune"]), shots, seed, p):
         inputs = {**run.inputs, "synth": synth}
         if "init" in inputs:  # the upstream run of the chain (uniform pre-training)
             inputs["init"] = made[next(d for d in run.deps if d in made)]
-        deps = tuple(d for d in run.deps if d == rel.id or (d in made and any(x.id == d for x in runs)))
-        run = replace(run, inputs=inputs, deps=deps)
-        if "relation" not in run.inputs:  # camera-independent: lives in the aux entry, reused from there
+        run = replace(run, inputs=inputs, deps=in_plan(run.deps))
+        camera_free = "relation" not in run.inputs  # lives in the aux entry, reused from there
+        if camera_free:
             run = replace(run, out=uniform_run(p, entry, seed).out)
-            made[run.id] = f"{run.out}/model.pt"
-            if Path(made[run.id]).is_file():
-                continue
         made[run.id] = f"{run.out}/model.pt"
-        runs.append(run)
+        if not (camera_free and Path(made[run.id]).is_file()):
+            runs.append(run)
     ft = finetune_run(r, m, shots, seed, p)
-    up = next(d for d in ft.deps)
-    ft = replace(ft, inputs={**ft.inputs, "init": made[up]}, deps=tuple(d for d in ft.deps if any(x.id == d for x in runs)))
+    ft = replace(ft, inputs={**ft.inputs, "init": made[ft.deps[0]]}, deps=in_plan(ft.deps))
     runs.append(ft)
     if evaluate:
         model = evaluate_run(r, m, shots, seed, p)
@@ -125,10 +127,7 @@ def adapt(pairs, scale: int, shots: int, out, params: dict, seed: int = 0, aux_c
     from drtl.plan import validate_run, Roots
     from drtl.stages.shots import run_key
 
-    t0 = time.time()
-
-    def say(msg: str) -> None:
-        echo(f"[{time.time() - t0:6.1f}s] {msg}")
+    t0, say = clock(echo)
 
     for what, v, ok in (("--scale", scale, (2, 3, 4)), ("--shots", shots, None)):
         if isinstance(v, bool) or int(v) != v or (int(v) not in ok if ok else int(v) < 1):

@@ -140,6 +140,16 @@ def _execute(p: dict, runs: list, say, t0: float) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ drtl bank
+def clock(echo):
+    """(t0, say): ``say(msg)`` echoes ``[  12.3s] msg``, seconds since t0 (one clock per command)."""
+    t0 = time.time()
+
+    def say(msg: str) -> None:
+        echo(f"[{time.time() - t0:6.1f}s] {msg}")
+
+    return t0, say
+
+
 def build_bank(out, params: dict, scale: int, seed: int = 0, aux_cache=None, echo=print) -> dict:
     """``drtl bank``: the camera-independent half of ``drtl adapt`` (synthesized tasks, DRN, uniform
     pre-trained model) into the folder ``out``, reused by ``drtl adapt --bank OUT``; returns its info."""
@@ -147,10 +157,7 @@ def build_bank(out, params: dict, scale: int, seed: int = 0, aux_cache=None, ech
 
     from drtl.config import check_params
 
-    t0 = time.time()
-
-    def say(msg: str) -> None:
-        echo(f"[{time.time() - t0:6.1f}s] {msg}")
+    t0, say = clock(echo)
 
     p = copy.deepcopy(params)
     p["target"]["scale"] = int(scale)
