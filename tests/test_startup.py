@@ -22,7 +22,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NEVER_AT_START = ("torch", "pandas", "mlflow", "great_expectations", "matplotlib", "scipy", "skimage")
-NEVER_IN_EVALUATE = ("mlflow", "great_expectations", "matplotlib", "skimage", "networkx", "boto3")
+NEVER_IN_EVALUATE = ("mlflow", "great_expectations", "matplotlib", "skimage", "networkx", "boto3", "pandas")
+NEVER_IN_FINETUNE = ("pandas", "mlflow", "great_expectations", "matplotlib", "skimage", "networkx", "boto3")
 
 
 def _modules_after(code: str, cwd: Path) -> set[str]:
@@ -52,8 +53,8 @@ def test_drtl_help_imports_nothing_heavy(tmp_path):
 
 
 def test_evaluate_bicubic_process_imports(make_pairs, tmp_path):
-    """Unavoidable here: numpy, PIL (decoding), scipy (scipy.sparse: the MATLAB bicubic matrix) and,
-    through drtl.data.folder, pandas (the manifest). Never the tracker, the validator or plotting."""
+    """Unavoidable here: numpy, PIL (decoding) and scipy (scipy.sparse: the MATLAB bicubic matrix).
+    Never pandas, the tracker, the validator or plotting."""
     root = make_pairs(n=2, hr=32)
     out = tmp_path / "ev" / "eval.json"
     code = ("from drtl.cli import main\n"
@@ -64,6 +65,37 @@ def test_evaluate_bicubic_process_imports(make_pairs, tmp_path):
     assert "torch" not in mods  # bicubic needs no model; threads=0 sets no torch threads
     assert json.loads(out.read_text())["method"] == "bicubic"
     assert (out.parent / "eval.run.json").is_file()  # the run record, provenance included
+
+
+def test_finetune_process_imports(make_pairs, tmp_path):
+    """A training stage needs torch and the paired folder; it reads the manifest's hashes with the
+    csv module, so it never imports pandas (0.3-0.5 s), nor the tracker, the validator or networkx."""
+    root = make_pairs(n=2, hr=32)
+    out = tmp_path / "ft"
+    code = ("from drtl.cli import main\n"
+            f"assert main(['finetune', '--method', 'scratch', '--seed', '0', '--pool', {str(root)!r}, "
+            f"'--out', {str(out)!r}, '-S', 'target.scale=2', '-S', 'finetune.iterations=1', "
+            "'-S', 'finetune.batch=1', '-S', 'finetune.lr_patch=8', '-S', 'device=cpu', '-S', 'threads=0']) == 0")
+    mods = _modules_after(code, tmp_path)
+    assert not mods & set(NEVER_IN_FINETUNE), sorted(mods & set(NEVER_IN_FINETUNE))
+    from drtl.data.folder import read_manifest
+    from drtl.modelio import load_model
+
+    _, meta = load_model(out / "model.pt")
+    man = read_manifest(root)
+    assert meta["recipe"]["data_sha256"] == dict(zip(man["name"], man["lr_sha256"]))  # the pairs' content
+
+
+def test_manifest_column_errors(make_pairs, tmp_path):
+    from drtl.data.folder import manifest_column, read_manifest
+    from drtl.errors import DataError
+
+    root = make_pairs(n=2, hr=32)
+    assert manifest_column(root, "hr_sha256") == dict(zip(read_manifest(root)["name"], read_manifest(root)["hr_sha256"]))
+    with pytest.raises(DataError, match="no column 'nope'"):
+        manifest_column(root, "nope")
+    with pytest.raises(DataError, match="no manifest"):
+        manifest_column(tmp_path, "lr_sha256")
 
 
 def test_parser_defaults_match_their_modules():

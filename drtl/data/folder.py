@@ -16,9 +16,12 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pandas (0.3-0.5 s to import) is loaded only where a DataFrame is built or read
+    import pandas as pd
 
 import numpy as np
-import pandas as pd
 
 from drtl.records import sha256_file  # noqa: F401  (one file hash for manifests and records)
 from drtl.errors import DataError
@@ -105,6 +108,8 @@ def load_pairs(root: str | os.PathLike, scale: int, names: list[str] | None = No
 
 def build_manifest(root: str | os.PathLike, scale: int) -> pd.DataFrame:
     """Manifest of a paired folder from the files on disk (no pixel decoding beyond headers)."""
+    import pandas as pd
+
     root = Path(root)
     rows = []
     for name, lp, hp in pair_paths(root):
@@ -158,11 +163,30 @@ def subset_folder(src: str | os.PathLike, dst: str | os.PathLike, names: list[st
     return out
 
 
-def read_manifest(root: str | os.PathLike) -> pd.DataFrame:
+def _manifest_path(root: str | os.PathLike) -> Path:
     path = Path(root) / MANIFEST
     if not path.is_file():
         raise DataError(f"{path}: no manifest; re-import the dataset or run `drtl data manifest {root} --scale S`")
-    return pd.read_csv(path, dtype={"name": str})
+    return path
+
+
+def read_manifest(root: str | os.PathLike) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.read_csv(_manifest_path(root), dtype={"name": str})
+
+
+def manifest_column(root: str | os.PathLike, column: str) -> dict[str, str]:
+    """{pair name: the manifest's ``column`` as text}, read with the csv module (no pandas), for
+    stages that only need the pairs' hashes."""
+    import csv
+
+    path = _manifest_path(root)
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if column not in (reader.fieldnames or ()):
+            raise DataError(f"{path}: no column {column!r}; rebuild it with `drtl data manifest {root} --scale S`")
+        return {row["name"]: row[column] for row in reader}
 
 
 def _looks_like_dataset(path: Path) -> bool:

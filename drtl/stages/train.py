@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from drtl.archs import build_arch
-from drtl.data.folder import load_pairs, read_manifest
+from drtl.data.folder import load_pairs, manifest_column
 from drtl.data.patches import PairSampler, split_rows
 from drtl.errors import ConfigError, DataError
 from drtl.io import write_text
@@ -159,12 +159,12 @@ def finetune_run(method: str, pool, out, arch: dict, scale: int, section: dict, 
     out = Path(out)
     hist = finetune(model, sampler, cfg, ckpt_path=_ckpt(out, cfg), on_log=on_log, val=val,
                     eval_every=int(section.get("eval_every", 5)), patience=int(section.get("patience", 0)))
-    man = read_manifest(pool).set_index("name")
+    lr_hashes = manifest_column(pool, "lr_sha256")
     used = [n for n, _, _ in pairs]
     recipe = {"stage": "finetune", "method": method, "shots": shots, "seed": seed, "train": cfg.to_dict(),
               "init": str(init) if init else None, "pairs": used, "val_strips": len(val),
               "best_step": hist.get("best_step"),
-              "data_sha256": {n: man.loc[n, "lr_sha256"] for n in used if n in man.index}}
+              "data_sha256": {n: lr_hashes[n] for n in used if n in lr_hashes}}
     _save(out, model.cpu(), recipe, hist)
     return {"final_loss": float(hist["loss"][-1]) if hist.get("loss") else None,
             **({"best_step": hist["best_step"], "best_val_loss": hist["best_val_loss"],
