@@ -74,3 +74,27 @@ def test_target_embedding_needs_the_shots_hr():
     assert e.shape == (16,) and abs(np.linalg.norm(e) - 1) < 1e-9
     with pytest.raises(ConfigError, match="drn.*reference"):
         build_arch({"name": "drn", "reference": "yes"})
+
+
+def test_reference_match_removes_exposure_and_white_balance():
+    """``reference_match``: a capture that differs from its reference only by a per-channel gain and
+    offset (exposure, white balance) has a zero ``LR - matched reference``; a blur does not."""
+    from drtl.archs.drn import match_moments
+
+    g = torch.Generator().manual_seed(0)
+    ref = torch.rand(2, 3, 16, 16, generator=g)
+    gain, offset = torch.tensor([0.8, 1.1, 0.9]).view(1, 3, 1, 1), torch.tensor([0.05, -0.02, 0.1]).view(1, 3, 1, 1)
+    shifted = ref * gain + offset
+    assert torch.allclose(match_moments(ref, shifted), shifted, atol=1e-3)
+    blurred = torch.nn.functional.avg_pool2d(ref, 3, 1, 1, count_include_pad=False)
+    assert (match_moments(ref, blurred) - blurred).abs().mean() > 0.02
+    plain = build_arch({"name": "drn", "num_feat": 8, "emb_dim": 8, "depth": 1, "reference": True})
+    matched = build_arch({"name": "drn", "num_feat": 8, "emb_dim": 8, "depth": 1, "reference": True,
+                          "reference_match": True})
+    matched.load_state_dict(plain.state_dict())
+    with torch.no_grad():  # same weights: the photometric shift moves the plain embedding, not the matched one
+        e_plain = plain(torch.cat([shifted, ref], 1)) - plain(torch.cat([shifted, shifted], 1))
+        e_match = matched(torch.cat([shifted, ref], 1)) - matched(torch.cat([shifted, shifted], 1))
+    assert e_match.abs().max() < 1e-3 < e_plain.abs().max()
+    with pytest.raises(ConfigError, match="reference_match"):
+        build_arch({"name": "drn", "reference": True, "reference_match": "yes"})

@@ -35,6 +35,8 @@ TABLE = {
     "relation.lr": ("1e-4", "0"),
     "relation.temperature": ("0.5", "-0.1"),
     "relation.tau": ("0.2", ".nan"),
+    "relation.mix": ("0.25", "1.5"),
+    "relation.top_k": ("5", "-1"),
     "relation.weighting": ("false", "maybe"),
     "relation.patches_per_image": ("4", "2.5"),
     "relation.eval_per_task": ("8", "true"),

@@ -344,3 +344,26 @@ def test_plots_and_ranking(tmp_path):
     assert df["weight"].is_monotonic_decreasing and df["task"].iloc[0] == names[int(np.argmax(w))]
     with pytest.raises(ConfigError):
         plot_weights(names, w[:2], tmp_path / "bad.png")
+
+
+def test_top_k_and_mix_shape_the_weights():
+    from drtl.relation.weights import shape_weights, softmax_weights
+
+    w = softmax_weights(np.array([0.9, 0.5, 0.1, 0.45]), 0.05)
+    top2 = shape_weights(w, top_k=2)
+    assert np.count_nonzero(top2) == 2 and abs(top2.sum() - 1) < 1e-12 and top2[0] > top2[1] > 0
+    assert np.allclose(shape_weights(w, top_k=2)[[0, 1]], w[[0, 1]] / w[[0, 1]].sum())
+    mixed = shape_weights(w, mix=0.4)
+    assert abs(mixed.sum() - 1) < 1e-12 and mixed.min() >= 0.4 / 4 - 1e-12
+    assert np.allclose(shape_weights(w, mix=1.0), 0.25) and np.allclose(shape_weights(w), w)
+    both = shape_weights(w, mix=0.2, top_k=1)
+    assert np.allclose(both, [0.8 + 0.05, 0.05, 0.05, 0.05])
+    for bad in ({"mix": 1.5}, {"mix": -0.1}, {"top_k": -1}, {"top_k": 1.5}):
+        with pytest.raises(ConfigError):
+            shape_weights(w, **bad)
+    emb, protos = np.array([1.0, 0.0]), np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    assert np.allclose(relation_weights(emb, protos, 0.1, mix=0.3, top_k=1),
+                       shape_weights(relation_weights(emb, protos, 0.1), 0.3, 1))
+    G = build_graph(["a", "b", "c"], ["x", "x", "y"], protos, emb, 0.1, weights=shape_weights(
+        relation_weights(emb, protos, 0.1), 0.0, 1))
+    assert [G.nodes[n]["weight"] for n in "abc"] == [1.0, 0.0, 0.0]

@@ -27,7 +27,10 @@ Design choices (the paper gives no architecture; these are ours):
   HR patch bicubic-downscaled to the LR size (:func:`reference_of`), and its stem also receives
   ``reference_gain * (LR - reference)``: the distortion itself, with most of the content removed.
   On the 48-task bank this doubles held-out task accuracy (0.27 -> 0.50, 300 steps of 32 px,
-  docs/results.md) at the same cost.
+  docs/results.md) at the same cost. ``reference_match=True`` first gives the reference the LR
+  patch's per-channel mean and standard deviation (:func:`match_moments`): a real LR capture
+  differs from its HR capture in exposure and white balance too, and that photometric shift would
+  otherwise dominate ``LR - reference`` and read as a tone / colour distortion.
 * **Head.** Linear -> LeakyReLU -> Linear to ``emb_dim``, then L2 normalisation (cosine geometry,
   as the prototype memory bank and the relation weights use cosine similarity).
 
@@ -64,6 +67,14 @@ def drn_input(encoder: nn.Module, lr: torch.Tensor, hr: torch.Tensor | None) -> 
     return torch.cat([lr, reference_of(hr, lr.shape[-2:])], dim=1)
 
 
+def match_moments(ref: torch.Tensor, x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """``ref`` (NCHW) with ``x``'s per-sample, per-channel spatial mean and std (exposure and white
+    balance removed from ``x - ref``; structure such as blur, noise and ringing is kept)."""
+    mr, mx = ref.mean(dim=(2, 3), keepdim=True), x.mean(dim=(2, 3), keepdim=True)
+    sr, sx = ref.std(dim=(2, 3), keepdim=True, unbiased=False), x.std(dim=(2, 3), keepdim=True, unbiased=False)
+    return (ref - mr) * ((sx + eps) / (sr + eps)) + mx
+
+
 def _stats(feat: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, 2C): spatial mean and std (population variance + 1e-6)."""
     mean = feat.mean(dim=(2, 3))
@@ -83,6 +94,7 @@ class DRNEncoder(nn.Module):
         highpass_gain: scale of the high-pass channels (on natural images their spread is several times smaller than x's).
         reference: the input holds the LR patch and its reference (the HR patch bicubic-downscaled), 2 * in_ch channels.
         reference_gain: scale of the ``LR - reference`` channels.
+        reference_match: match the reference's per-channel mean / std to the LR patch first.
         generator: torch.Generator for the initial weights (global RNG when None).
     """
 
@@ -96,6 +108,7 @@ class DRNEncoder(nn.Module):
         highpass_gain: float = 4.0,
         reference: bool = False,
         reference_gain: float = 4.0,
+        reference_match: bool = False,
         generator: torch.Generator | None = None,
     ):
         super().__init__()
@@ -105,6 +118,7 @@ class DRNEncoder(nn.Module):
         self.highpass_gain = float(highpass_gain)
         self.reference = bool(reference)
         self.reference_gain = float(reference_gain)
+        self.reference_match = bool(reference_match)
         self.input_ch = self.in_ch * (2 if self.reference else 1)
         taps = _gaussian_taps()
         self.register_buffer("blur_kernel", torch.outer(taps, taps).expand(in_ch, 1, 5, 5).clone(), persistent=False)
@@ -147,6 +161,8 @@ class DRNEncoder(nn.Module):
         if self.highpass:
             inp = torch.cat([inp, self.highpass_gain * self.highpass_residual(x)], dim=1)
         if ref is not None:
+            if self.reference_match:
+                ref = match_moments(ref, x)
             inp = torch.cat([inp, self.reference_gain * (x - ref)], dim=1)
         feat = self.stem(inp)
         pooled = [_stats(feat)]

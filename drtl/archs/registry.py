@@ -51,6 +51,7 @@ _DRN_DEFAULTS: dict[str, Any] = {
     "highpass_gain": 4.0,
     "reference": False,  # True: embed LR/HR pairs (LR + HR downscaled to LR size), drtl.archs.drn
     "reference_gain": 4.0,
+    "reference_match": False,  # True: the reference gets the LR patch's per-channel mean / std first
 }
 _NAMES = ("edsr_tiny", "edsr_baseline", "edsr", "drn")
 
@@ -103,6 +104,7 @@ def resolve_arch_cfg(cfg: dict) -> dict:
         out["highpass_gain"] = _number(name, "highpass_gain", out["highpass_gain"])
         out["reference"] = _flag(name, "reference", out["reference"])
         out["reference_gain"] = _number(name, "reference_gain", out["reference_gain"])
+        out["reference_match"] = _flag(name, "reference_match", out["reference_match"])
         return out
 
     preset = _EDSR_PRESETS[name]

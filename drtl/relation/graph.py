@@ -36,8 +36,11 @@ def build_graph(
     tau: float,
     target_name: str = "target",
     top_k: int | None = None,
+    weights=None,
 ) -> nx.Graph:
-    """Build the relation graph. ``top_k`` None/0 = all task pairs, k = each task's k nearest tasks."""
+    """Build the relation graph. ``top_k`` None/0 = all task pairs, k = each task's k nearest tasks.
+    ``weights``: the target-task weights when they are not plain ``softmax(cos / tau)`` (e.g.
+    ``relation.mix`` / ``relation.top_k``, :func:`drtl.relation.weights.shape_weights`)."""
     tau = check_tau(tau)
     names = [str(n) for n in task_names]
     fams = [str(f) for f in task_families]
@@ -58,7 +61,9 @@ def build_graph(
     top_k = int(top_k)
 
     sims = similarities(target_emb, protos)
-    weights = softmax_weights(sims, tau)
+    weights = softmax_weights(sims, tau) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    if weights.shape != (len(names),):
+        raise ConfigError(f"{weights.shape[0]} weights for {len(names)} tasks; give one weight per task")
     tt = task_task_similarity(protos)
 
     G = nx.Graph(tau=float(tau), target=str(target_name), top_k=top_k, num_tasks=len(names))

@@ -79,10 +79,26 @@ def softmax_weights(sims, tau: float) -> np.ndarray:
     return e / e.sum()
 
 
-def relation_weights(target_emb, prototypes, tau: float) -> np.ndarray:
-    """Relation weights w_i = softmax_i(cos(target, prototype_i) / tau); shape (N,), sums to 1."""
+def relation_weights(target_emb, prototypes, tau: float, mix: float = 0.0, top_k: int = 0) -> np.ndarray:
+    """Relation weights w_i = softmax_i(cos(target, prototype_i) / tau); shape (N,), sums to 1.
+
+    ``top_k`` > 0 keeps the k largest (renormalised; ties at the k-th value are kept), then ``mix``
+    in [0, 1] blends with uniform: ``(1 - mix) * w + mix / N`` (every task keeps at least mix / N)."""
     tau = check_tau(tau)  # validate before any shape work, so a bad tau is the message the user sees
-    return softmax_weights(similarities(target_emb, prototypes), tau)
+    return shape_weights(softmax_weights(similarities(target_emb, prototypes), tau), mix, top_k)
+
+
+def shape_weights(w, mix: float = 0.0, top_k: int = 0) -> np.ndarray:
+    """The ``top_k`` then ``mix`` steps of :func:`relation_weights` on weights ``w`` (sum 1)."""
+    w = _as_array(w, "weights").reshape(-1)
+    if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0.0 <= mix <= 1.0:
+        raise ConfigError(f"relation.mix={mix!r} must be a number in [0, 1] (0 = the relation weights, 1 = uniform)")
+    if isinstance(top_k, bool) or int(top_k) != top_k or top_k < 0:
+        raise ConfigError(f"relation.top_k={top_k!r} must be an integer >= 0 (0 = every task)")
+    if 0 < top_k < w.size:
+        w = np.where(w >= np.sort(w)[-int(top_k)], w, 0.0)
+        w = w / w.sum()
+    return (1.0 - mix) * w + mix / w.size
 
 
 def uniform_weights(n: int) -> np.ndarray:

@@ -115,12 +115,13 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
                 shots_k = load_pairs(pool, scale, shot_names(pool, k, s))
                 emb = embed_images(encoder, [lr for _, lr, _ in shots_k], lr_patch, int(rp["patches_per_image"]),
                                    hr_images=[hr for _, _, hr in shots_k])
-                w = relation_weights(emb, protos, float(rp["tau"])) if rp["weighting"] else uniform_weights(len(names))
+                w = (relation_weights(emb, protos, float(rp["tau"]), float(rp["mix"]), int(rp["top_k"]))
+                     if rp["weighting"] else uniform_weights(len(names)))
                 sims = similarities(emb, protos)
                 best_cos[key] = round(float(np.max(sims)), 4)
                 weights[key] = {n: float(x) for n, x in zip(names, w)}
                 g = tmp / "graphs" / key
-                export_graph(build_graph(names, fams, protos, emb, float(rp["tau"])), g)
+                export_graph(build_graph(names, fams, protos, emb, float(rp["tau"]), weights=w), g)
                 table = ranking_table(names, fams, sims, w)
                 table.to_csv(g / "ranking.csv", index=False)
                 plot_weights(names, w, g / "weights.png", title=f"relation weights, K={k}, seed {s}", families=fams)
