@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "aux": {"hr": ["data/sample/aux_hr"], "families": None, "tasks": None, "exclude": None, "variants": 1,
             "val_fraction": 0.25, "max_hr_side": 256, "seed": 0},
     "arch": {"name": "edsr_tiny"},
-    "relation": {"drn": {"num_feat": 32, "emb_dim": 64, "reference": True}, "steps": 300, "batch_per_task": 4, "lr_patch": 32,
+    "relation": {"drn": {"num_feat": 32, "emb_dim": 64, "reference": True, "reference_match": True}, "steps": 300, "batch_per_task": 4, "lr_patch": 32,
                  "lr": 1e-3, "temperature": 0.1, "tau": 0.05, "mix": 0.0, "top_k": 0, "weighting": True, "patches_per_image": 16,
                  "eval_per_task": 32, "seed": 0},
     "pretrain": {"iterations": 200, "batch": 4, "lr_patch": 32, "lr": 2e-4, "tasks_per_step": 4,
