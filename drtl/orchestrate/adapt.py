@@ -39,7 +39,7 @@ from pathlib import Path
 from drtl.orchestrate.adapt_data import (CACHE_VERSION, LAYOUTS, SAMPLE_TOKEN, aux_fingerprint,  # noqa: F401
                                          default_cache_root, detect_layout, import_pairs, out_folder,
                                          resolve_aux_sources, split_pairs)
-from drtl.orchestrate.bank import _execute, build_bank, clock, ensure_aux, uniform_run  # noqa: F401
+from drtl.orchestrate.bank import execute_runs, build_bank, clock, ensure_aux, uniform_run  # noqa: F401
 
 EVAL_TILE = 512  # LR tile side for evaluating the model: whole image up to 512 px, bounded memory above
 
@@ -156,7 +156,7 @@ def adapt(pairs, scale: int, shots: int, out, params: dict, seed: int = 0, aux_c
 
     # 2. validation (nothing is cached or trained before it passes)
     if rest:
-        recs = _execute(p, [validate_run(Roots(str(out), p["target"]["pool"], p["target"]["test"], ""))], say, t0)
+        recs = execute_runs(p, [validate_run(Roots(str(out), p["target"]["pool"], p["target"]["test"], ""))], say, t0)
         timings["validate"] = recs["validate/validate"].duration_s
     else:  # the validate stage needs test pairs: check the shots alone
         t = time.time()
@@ -178,7 +178,7 @@ def adapt(pairs, scale: int, shots: int, out, params: dict, seed: int = 0, aux_c
     uniform_cached = not any("relation" not in r.inputs for r in pres)
     if uniform_cached:
         say(f"uniform pre-trained model reused from {uniform_run(p, entry, seed).out}")
-    recs = _execute(p, runs, say, t0)
+    recs = execute_runs(p, runs, say, t0)
     for run in runs:
         if recs[run.id].started >= t0:
             timings[run.stage] = round(timings.get(run.stage, 0) + recs[run.id].duration_s, 2)

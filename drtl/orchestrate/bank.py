@@ -124,7 +124,7 @@ def _discard_stale(p: dict, runs: list) -> None:
                 write_text(mark, json.dumps({"fp": fp}) + "\n")
 
 
-def _execute(p: dict, runs: list, say, t0: float) -> dict:
+def execute_runs(p: dict, runs: list, say, t0: float) -> dict:
     """run_plan over ``runs``; returns {run id: its record} and says which runs were reused."""
     from drtl.orchestrate.experiment import run_plan
     from drtl.records import read_record
@@ -169,7 +169,7 @@ def build_bank(out, params: dict, scale: int, seed: int = 0, aux_cache=None, ech
     aux = ensure_aux(p, cache_root, say, Path(out))
     run = uniform_run(p, Path(out), seed)
     if not (Path(run.out) / "model.pt").is_file():
-        _execute(p, [run], say, t0)
+        execute_runs(p, [run], say, t0)
     say(f"bank ready in {time.time() - t0:.0f}s: {out} (uniform model {run.out}/model.pt); "
         f"use it with drtl adapt --bank {out}")
     return {**aux, "uniform": f"{run.out}/model.pt"}
