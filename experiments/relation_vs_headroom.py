@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 
 def family_psnr(headroom_csv: Path) -> dict[str, float]:
@@ -36,23 +37,13 @@ def family_psnr(headroom_csv: Path) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
-def _ranks(x: np.ndarray) -> np.ndarray:
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(len(x))
-    ranks[order] = np.arange(len(x), dtype=float)
-    for v in np.unique(x):  # average ranks of ties
-        ranks[x == v] = ranks[x == v].mean()
-    return ranks
-
-
 def score(weights: dict[str, float], psnr: dict[str, float]) -> dict:
     fams = sorted(psnr)
     w = np.array([weights.get(f, 0.0) for f in fams])
     p = np.array([psnr[f] for f in fams])
     w = w / w.sum() if w.sum() > 0 else np.full(len(fams), 1 / len(fams))
     best2 = set(sorted(fams, key=psnr.get)[-2:])
-    rw, rp = _ranks(w), _ranks(p)
-    rho = float(np.corrcoef(rw, rp)[0, 1]) if rw.std() > 0 else float("nan")
+    rho = float(pd.Series(w).rank().corr(pd.Series(p).rank()))  # Spearman, as `drtl headroom` computes it
     top = fams[int(np.argmax(w))]
     return {"expected": float(w @ p), "best2": float(sum(x for f, x in zip(fams, w) if f in best2)), "rho": rho,
             "top": top, "top_w": float(w.max())}

@@ -27,7 +27,8 @@ from drtl.data.patches import PairSampler
 from drtl.stages.shots import run_key, shot_names
 from drtl.errors import ConfigError, DataError
 from drtl.relation import (DRNConfig, build_graph, embed_images, evaluate_drn, export_graph, plot_weights,
-                           ranking_table, relation_weights, similarities, train_drn, uniform_weights)
+                           ranking_table, shape_weights, similarities, softmax_weights, train_drn,
+                           uniform_weights)
 from drtl.relation.drnfile import save_drn
 from drtl.stages.synthesize import load_synth
 
@@ -115,9 +116,9 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
                 shots_k = load_pairs(pool, scale, shot_names(pool, k, s))
                 emb = embed_images(encoder, [lr for _, lr, _ in shots_k], lr_patch, int(rp["patches_per_image"]),
                                    hr_images=[hr for _, _, hr in shots_k])
-                w = (relation_weights(emb, protos, float(rp["tau"]), float(rp["mix"]), int(rp["top_k"]))
-                     if rp["weighting"] else uniform_weights(len(names)))
                 sims = similarities(emb, protos)
+                w = (shape_weights(softmax_weights(sims, float(rp["tau"])), float(rp["mix"]), int(rp["top_k"]))
+                     if rp["weighting"] else uniform_weights(len(names)))
                 best_cos[key] = round(float(np.max(sims)), 4)
                 weights[key] = {n: float(x) for n, x in zip(names, w)}
                 g = tmp / "graphs" / key
