@@ -44,8 +44,7 @@ DEFAULTS: dict[str, Any] = {
              "log_every": 25, "checkpoint_every": 0, "init": "pretrain"},
     "finetune": {"iterations": 200, "batch": 16, "lr_patch": 32, "lr": 1e-4, "schedule": "constant",
                  "log_every": 25, "checkpoint_every": 0, "upper_bound_init": "pretrain",
-                 "ceiling_iterations": 1000, "val_fraction": 0.25, "eval_every": 5, "patience": 0,
-                 "scratch_lr": None, "scratch_schedule": None},
+                 "ceiling_iterations": 1000, "val_fraction": 0.25, "eval_every": 5, "patience": 0},
     "experiment": {"shots": [1, 5, 10], "seeds": [0, 1], "methods": list(METHODS)},
     "tracking": {"uri": "sqlite:///mlflow.db", "experiment": "drtl", "enabled": True},
 }
@@ -178,8 +177,6 @@ SCHEMA: dict[str, Spec] = {
     "finetune.schedule": Str(SCHEDULES), "finetune.log_every": Int(1), "finetune.checkpoint_every": Int(0),
     "finetune.upper_bound_init": Str(UPPER_BOUND_INITS), "finetune.ceiling_iterations": Int(1),
     "finetune.val_fraction": Float(0.0, 1.0, hi_open=True), "finetune.eval_every": Int(1), "finetune.patience": Int(0),
-    "finetune.scratch_lr": _POS.or_null("null (finetune.lr)"),
-    "finetune.scratch_schedule": Str(SCHEDULES).or_null("null (finetune.schedule)"),
     "experiment.shots": List(Int(1), scalar_ok=True), "experiment.seeds": List(Int(0), scalar_ok=True),
     "experiment.methods": List(Str(METHODS), expect=f"a non-empty list of methods from {', '.join(METHODS)}"),
     "tracking.uri": Str(), "tracking.experiment": Str(), "tracking.enabled": Bool(),

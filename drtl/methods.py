@@ -53,9 +53,7 @@ class Method:
     the name of a method whose init to borrow); ``trains``: False only for bicubic; ``per_shot``:
     fine-tuned on the K shots (one run per K and seed) or on every pool pair (one run per seed,
     repeated for every K in the table); ``budget``: the ``finetune.*`` param with its number of
-    steps (``iterations``, or ``ceiling_iterations`` for the ceilings' long budget); ``rate``: the
-    ``finetune.*`` prefix of its learning rate and schedule (``""``: ``lr`` / ``schedule``;
-    ``"scratch_"``: ``scratch_lr`` / ``scratch_schedule``, each null = the fine-tuning value).
+    steps (``iterations``, or ``ceiling_iterations`` for the ceilings' long budget).
     """
 
     name: str
@@ -65,7 +63,6 @@ class Method:
     trains: bool = True
     per_shot: bool = True
     budget: str = "iterations"
-    rate: str = ""
 
     def name_for(self, shots, seed) -> str:
         return run_name(self.name, shots if self.per_shot else None, seed)
@@ -95,7 +92,7 @@ SOURCES: dict[str, Source] = {s.key: s for s in (
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("bicubic", "bicubic interpolation (no learning)", trains=False, per_shot=False),
-    Method("scratch", "trained from scratch on the K pairs", rate="scratch_"),
+    Method("scratch", "trained from scratch on the K pairs"),
     Method("pretrain", "uniform pre-training + fine-tuning", init="pretrain_uniform"),
     Method("maml", "MAML (meta-transfer from uniform pre-training) + fine-tuning", init="meta_maml"),
     Method("drtl_pre", "DRTL-Pre + fine-tuning", init="pretrain_drtl"),

@@ -74,8 +74,6 @@ TABLE = {
     "finetune.val_fraction": ("0", "1.5"),
     "finetune.eval_every": ("10", "0"),
     "finetune.patience": ("3", "-1"),
-    "finetune.scratch_lr": ("5e-4", "0"),
-    "finetune.scratch_schedule": ("cosine", "fast"),
     "experiment.shots": ("[1, 5]", "abc"),
     "experiment.seeds": ("[0]", "[-1]"),
     "experiment.methods": ("[bicubic, drtl_pre]", "[magic]"),

@@ -13,7 +13,6 @@ from drtl.cli import main
 from drtl.config import load_params
 from drtl.errors import ConfigError, DataError
 from drtl.methods import METHODS, SOURCES, UPPER_BOUND_INITS, source_init
-from drtl.modelio import load_model
 from drtl.plan import plan
 
 
@@ -65,15 +64,6 @@ def test_ceilings_train_every_pool_pair_with_the_long_budget(sample, tmp_path):
         finetune_stage(p, {"method": name, "shots": shots, "seed": 0}, tmp_path / name)
         hist = json.loads((tmp_path / name / "history.json").read_text())
         assert len(hist["loss"]) == steps, name
-    # scratch has its own rate (finetune.scratch_lr / scratch_schedule); the ceilings and the
-    # transfer rows keep the fine-tuning one; null = the fine-tuning value
-    p["finetune"].update(scratch_lr=5e-4, scratch_schedule="cosine")
-    for name, (lr, sched) in (("scratch", (5e-4, "cosine")), ("scratch_all", (p["finetune"]["lr"], "constant"))):
-        shots = None if not METHODS[name].per_shot else 1
-        finetune_stage(p, {"method": name, "shots": shots, "seed": 0}, tmp_path / f"r_{name}")
-        train = load_model(tmp_path / f"r_{name}" / "model.pt")[1]["recipe"]["train"]
-        assert (train["lr"], train["schedule"]) == (lr, sched), name
-    p["finetune"].update(scratch_lr=None, scratch_schedule=None)
     # with validation strips the record says which step was kept
     p["finetune"]["val_fraction"] = 0.25
     m = finetune_stage(p, {"method": "scratch", "shots": 2, "seed": 0}, tmp_path / "v")

@@ -13,9 +13,7 @@ Which runs exist (K = shots, S = seed):
   (meta-transfer; ``meta.init: scratch`` starts them cold);
 - ``finetune``: ``<method>_k<K>_s<S>`` for every method of the registry (drtl.methods), all with the
   same budget on the same K pairs; the ceilings (``upper_bound``, ``scratch_all``) train on every pool
-  pair with ``finetune.ceiling_iterations`` steps; ``scratch`` may have its own learning rate and
-  schedule (``finetune.scratch_lr`` / ``scratch_schedule``: a fresh network has no pre-trained
-  weights for a low rate to protect).
+  pair with ``finetune.ceiling_iterations`` steps.
 """
 
 from __future__ import annotations
@@ -207,11 +205,7 @@ def metatrain_stage(params: dict, inputs: dict, out: Path) -> dict:
 def finetune_stage(params: dict, inputs: dict, out: Path) -> dict:
     scale, seed, shots, device, on_log = _common(params, inputs)
     section = dict(params["finetune"])
-    meth = METHODS.get(inputs["method"])
-    if meth is not None:
-        section["iterations"] = section[meth.budget]  # the ceilings' long budget (finetune.ceiling_iterations)
-        for key in ("lr", "schedule"):  # scratch's own rate: finetune.scratch_lr / scratch_schedule (null = same)
-            if section.get(meth.rate + key) is not None:
-                section[key] = section[meth.rate + key]
+    budget = METHODS[inputs["method"]].budget if inputs["method"] in METHODS else "iterations"
+    section["iterations"] = section[budget]  # the ceilings' long budget (finetune.ceiling_iterations)
     return finetune_run(inputs["method"], inputs.get("pool") or params["target"]["pool"], out, params["arch"], scale,
                         section, shots, seed, inputs.get("init"), device, on_log)
