@@ -118,3 +118,13 @@ def test_headroom_ranks_families_on_a_validation_split(sample, tmp_path):
     assert k1["spread_db"] >= 0 and k1["best"] in {"blur", "noise", "jpeg"}
     assert -1 <= k1["spearman_psnr_vs_drn_weight"] <= 1
     assert json.loads((tmp_path / "headroom" / "headroom.json").read_text()) == summary
+
+
+def test_headroom_summary_of_one_family_is_plain_json():
+    from drtl.orchestrate.headroom import summarise
+
+    df = pd.DataFrame({"pretrained_on": ["uniform", "jpeg"], "shots": [1, 1], "seed": [0, 0],
+                       "psnr_y": [32.2, 32.4], "family_weight": [None, 1.0]})
+    s = summarise(df)["k1"]
+    assert (s["best"], s["spread_db"], s["spearman_psnr_vs_drn_weight"]) == ("jpeg", 0.0, None)
+    json.loads(json.dumps(summarise(df)), parse_constant=lambda c: pytest.fail(f"{c} in headroom.json"))

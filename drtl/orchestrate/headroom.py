@@ -62,6 +62,16 @@ def headroom(params: dict, echo=print) -> dict:
                 echo(f"headroom {group:>14} K={k} s{s}: {ev['psnr_y']:.3f} dB (DRN family weight {fw})")
     df = pd.DataFrame(rows)
     df.to_csv(out / "headroom.csv", index=False, float_format="%.4f")
+    summary = summarise(df)
+    write_text(out / "headroom.json", json.dumps(summary, indent=1) + "\n")
+    echo(json.dumps(summary, indent=1))
+    return summary
+
+
+def summarise(df: pd.DataFrame) -> dict:
+    """Per K: the best and worst family, their spread, the uniform mixture and the Spearman correlation
+    between the families' PSNR and their DRN weight (None when it is undefined: one family, or a
+    constant column). Plain JSON values only."""
     summary = {}
     for k, d in df.groupby("shots"):
         fam = d[d.pretrained_on != "uniform"].groupby("pretrained_on").agg(psnr=("psnr_y", "mean"),
@@ -71,7 +81,5 @@ def headroom(params: dict, echo=print) -> dict:
                             "spread_db": round(float(fam["psnr"].max() - fam["psnr"].min()), 4),
                             "uniform_db": round(float(d[d.pretrained_on == "uniform"]["psnr_y"].mean()), 4),
                             "best_db": round(float(fam["psnr"].max()), 4),
-                            "spearman_psnr_vs_drn_weight": None if rho is None else round(rho, 3)}
-    write_text(out / "headroom.json", json.dumps(summary, indent=1) + "\n")
-    echo(json.dumps(summary, indent=1))
+                            "spearman_psnr_vs_drn_weight": None if rho is None or rho != rho else round(rho, 3)}
     return summary
