@@ -190,7 +190,7 @@ def _cmd_experiment(a):
 def _cmd_headroom(a):
     from drtl.orchestrate.headroom import headroom
 
-    headroom(_params(a), echo=lambda line: print(line, flush=True))
+    headroom(_params(a), echo=lambda line: print(line, flush=True), groups=a.groups)
 
 
 def _cmd_track(a):
@@ -348,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     xp = _with_params(sub.add_parser("experiment", help="the whole plan in one process (resumable, tracked)"))
     xp.set_defaults(func=_cmd_experiment)
     hr = _with_params(sub.add_parser("headroom", help="pre-train per task family, fine-tune, rank (on a validation split)"))
+    hr.add_argument("--groups", nargs="+", metavar="GROUP",
+                    help="only these pre-trainings: 'uniform' and/or family names (default: uniform + every family)")
     hr.set_defaults(func=_cmd_headroom)
     pl = _with_params(sub.add_parser("plan", help="list the runs of the plan for these params"))
     pl.set_defaults(func=_cmd_plan)

@@ -119,6 +119,19 @@ def test_headroom_ranks_families_on_a_validation_split(sample, tmp_path):
     assert -1 <= k1["spearman_psnr_vs_drn_weight"] <= 1
     assert json.loads((tmp_path / "headroom" / "headroom.json").read_text()) == summary
 
+    # --groups: a subset; the pre-trained models are reused only for the same budget and bank
+    jpeg = tmp_path / "headroom" / "pretrain" / "jpeg.pt"
+    before = jpeg.stat().st_mtime_ns
+    sub = headroom(p, echo=lambda line: None, groups=["uniform", "jpeg"])
+    assert sub["k1"]["best"] == "jpeg" and jpeg.stat().st_mtime_ns == before
+    assert set(pd.read_csv(tmp_path / "headroom" / "headroom.csv").pretrained_on) == {"uniform", "jpeg"}
+    p["pretrain"]["iterations"] = 3
+    only = headroom(p, echo=lambda line: None, groups=["jpeg"])["k1"]
+    assert only["uniform_db"] is None and only["best"] == "jpeg"
+    assert jpeg.stat().st_mtime_ns != before
+    with pytest.raises(ConfigError, match="unknown nope"):
+        headroom(p, echo=lambda line: None, groups=["nope"])
+
 
 def test_headroom_summary_of_one_family_is_plain_json():
     from drtl.orchestrate.headroom import summarise

@@ -1,7 +1,7 @@
 """Headroom: can any reweighting of the bank change the fine-tuned result on this camera?
 
 Pre-train one model per task family (w = 1 on the family's tasks, 0 elsewhere) and one on the
-uniform mixture, with the params' pre-training budget; fine-tune each on the K shots of
+uniform mixture (or only the ``groups`` asked for), with the params' pre-training budget; fine-tune each on the K shots of
 ``target.pool`` with the params' fine-tuning budget; evaluate on ``target.test``. Run it on a
 *validation split* of the pool (e.g. shots from City100 001-005, evaluation on 006-010), never on
 the test pairs. The report gives the spread between the best and the worst family, and the
@@ -19,10 +19,11 @@ from pathlib import Path
 import pandas as pd
 
 
-def headroom(params: dict, echo=print) -> dict:
+def headroom(params: dict, echo=print, groups: list[str] | None = None) -> dict:
     import torch
 
     from drtl.config import apply_threads
+    from drtl.errors import ConfigError
     from drtl.io import write_text
     from drtl.modelio import save_model
     from drtl.orchestrate.experiment import run_plan
@@ -40,16 +41,25 @@ def headroom(params: dict, echo=print) -> dict:
     fams = list(dict.fromkeys(t.family for t in tasks))
     rel = json.loads((Path(r.folder("relation")) / "relation.json").read_text())
     scale = int(params["target"]["scale"])
+    fp = Path(r.folder("synthesize")) / "fingerprint.json"
+    synth_key = fp.read_text() if fp.is_file() else None
+    known = ["uniform", *fams]
+    bad = sorted(set(groups or ()) - set(known))
+    if bad:
+        raise ConfigError(f"headroom --groups: unknown {', '.join(bad)}; choose from {', '.join(known)}")
     rows = []
-    for group in ["uniform", *fams]:
+    for group in [g for g in known if not groups or g in groups]:
         w = [1.0 if group in ("uniform", t.family) else 0.0 for t in tasks]
-        model_path = out / "pretrain" / f"{group}.pt"
-        if not model_path.is_file():
+        model_path, key_path = out / "pretrain" / f"{group}.pt", out / "pretrain" / f"{group}.json"
+        key = json.dumps({"group": group, "pretrain": params["pretrain"], "arch": params["arch"], "scale": scale,
+                          "device": params["device"], "synth": synth_key}, sort_keys=True, default=str)
+        if not (model_path.is_file() and key_path.is_file() and key_path.read_text() == key):
             cfg = train_config(params["pretrain"], 0, params["device"])
             model = _fresh_model(params["arch"], scale, 0)
             pretrain(model, _samplers(pairs, scale, cfg.lr_patch, "pretrain"), w, cfg,
                      tasks_per_step=params["pretrain"]["tasks_per_step"], progress=False)
             save_model(model_path, model.cpu(), {"stage": "pretrain", "method": f"headroom_{group}"})
+            write_text(key_path, key)  # reused only by a run with the same budget, arch and bank
         for k in params["experiment"]["shots"]:
             for s in params["experiment"]["seeds"]:
                 ft = out / "finetune" / f"{group}_k{k}_s{s}"
@@ -76,10 +86,14 @@ def summarise(df: pd.DataFrame) -> dict:
     for k, d in df.groupby("shots"):
         fam = d[d.pretrained_on != "uniform"].groupby("pretrained_on").agg(psnr=("psnr_y", "mean"),
                                                                            weight=("family_weight", "mean"))
+        uni = d[d.pretrained_on == "uniform"]["psnr_y"]
+        if fam.empty:  # --groups uniform
+            summary[f"k{k}"] = {"uniform_db": round(float(uni.mean()), 4)}
+            continue
         rho = float(fam["psnr"].rank().corr(fam["weight"].rank())) if fam["weight"].notna().all() else None
         summary[f"k{k}"] = {"best": fam["psnr"].idxmax(), "worst": fam["psnr"].idxmin(),
                             "spread_db": round(float(fam["psnr"].max() - fam["psnr"].min()), 4),
-                            "uniform_db": round(float(d[d.pretrained_on == "uniform"]["psnr_y"].mean()), 4),
+                            "uniform_db": round(float(uni.mean()), 4) if len(uni) else None,
                             "best_db": round(float(fam["psnr"].max()), 4),
                             "spearman_psnr_vs_drn_weight": None if rho is None or rho != rho else round(rho, 3)}
     return summary
