@@ -41,7 +41,8 @@ def heldout_accuracy(enc, bank, samplers, n: int = 32) -> float:
     return right / total
 
 
-def train_with_family_loss(enc, samplers, fams: list[str], steps: int, patch: int, lam: float, gen):
+def train_with_family_loss(enc, samplers, fams: list[str], steps: int, patch: int, lam: float, gen,
+                           task_loss: float = 1.0):
     """The relation stage's prototype classification plus ``lam`` x the same loss over families
     (one prototype per family): a candidate for a space where a family's members sit together."""
     import torch.nn.functional as F
@@ -54,31 +55,32 @@ def train_with_family_loss(enc, samplers, fams: list[str], steps: int, patch: in
     for _ in range(steps):
         x, y = _draw(enc, samplers, 2, patch, gen)
         e = _embed(enc, x)
-        loss = F.cross_entropy(bank.logits(e, 0.1), y) + lam * F.cross_entropy(fbank.logits(e, 0.1), fy[y])
+        loss = task_loss * F.cross_entropy(bank.logits(e, 0.1), y) + lam * F.cross_entropy(fbank.logits(e, 0.1), fy[y])
         opt.zero_grad()
         loss.backward()
         opt.step()
     enc.eval()
-    return bank, {"final_accuracy": float("nan")}
+    return bank, {"final_accuracy": float("nan"), "family_bank": fbank, "families": fam_ids}
 
 
 def run(synth: str, held: str, target: str, reference: bool, steps: int, patch: int, tau: float, scale: int,
-        family_loss: float = 0.0) -> None:
+        family_loss: float = 0.0, match: bool = False, task_loss: float = 1.0) -> None:
     tasks, pairs, _ = load_synth(synth, "train")
     _, val, _ = load_synth(synth, "val")
     keep = [i for i, t in enumerate(tasks) if t.name != held]
     names, fams = [tasks[i].name for i in keep], [tasks[i].family for i in keep]
     family = next(t.family for t in tasks if t.name == held)
     gen = torch.Generator().manual_seed(0)
-    enc = build_arch({"name": "drn", "num_feat": 32, "emb_dim": 64, "reference": reference}, generator=gen)
+    enc = build_arch({"name": "drn", "num_feat": 32, "emb_dim": 64, "reference": reference,
+                      **({"reference_match": True} if match else {})}, generator=gen)
     t = time.time()
     train = [PairSampler(pairs[i], scale, patch) for i in keep]
     if family_loss > 0:
-        bank, hist = train_with_family_loss(enc, train, fams, steps, patch, family_loss, gen)
+        bank, hist = train_with_family_loss(enc, train, fams, steps, patch, family_loss, gen, task_loss)
     else:
         bank, hist = train_drn(enc, train, DRNConfig(steps=steps, batch_per_task=2, lr_patch=patch, progress=False), gen)
     acc = heldout_accuracy(enc, bank, [PairSampler(val[i], scale, patch, augment=False) for i in keep])
-    print(f"reference={reference} family_loss={family_loss} held={held}: DRN {time.time() - t:.0f}s, train acc {hist['final_accuracy']:.3f}, "
+    print(f"reference={reference} match={match} family_loss={family_loss} task_loss={task_loss} held={held}: DRN {time.time() - t:.0f}s, train acc {hist['final_accuracy']:.3f}, "
           f"held-out patch acc {acc:.3f}")
     protos = bank.numpy()
     for k in (1, 5):
@@ -90,6 +92,11 @@ def run(synth: str, held: str, target: str, reference: bool, steps: int, patch: 
             fw = sum(x for x, f in zip(w, fams) if f == family)
             print(f"  K={k} seed {seed}: best cosine {sims.max():.3f}, weight on family {family} {fw:.2f}; top "
                   + ", ".join(f"{names[i]} ({w[i]:.2f})" for i in top))
+            if "family_bank" in hist:  # weights over the family prototypes directly
+                fids, wf = hist["families"], relation_weights(e, hist["family_bank"].numpy(), tau)
+                order = np.argsort(-wf)[:3]
+                print(f"    family prototypes: weight on {family} {wf[fids.index(family)]:.2f}; top "
+                      + ", ".join(f"{fids[i]} ({wf[i]:.2f})" for i in order))
 
 
 def main(argv=None) -> int:
@@ -104,10 +111,13 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--family-loss", type=float, default=0.0,
                     help="> 0: only the reference DRN, trained with this weight on a family-level loss too")
+    ap.add_argument("--task-loss", type=float, default=1.0, help="with --family-loss: weight of the task-level loss")
+    ap.add_argument("--match", action="store_true", help="the reference DRN with reference_match (the default DRN)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     for reference in ((True,) if a.family_loss > 0 else (False, True)):
-        run(a.synth, a.held, a.target, reference, a.steps, a.patch, a.tau, a.scale, a.family_loss)
+        run(a.synth, a.held, a.target, reference, a.steps, a.patch, a.tau, a.scale, a.family_loss, a.match,
+            a.task_loss)
     return 0
 
 
