@@ -5,7 +5,9 @@ steps x lr_patch, 2 patches per task), report its held-out-image accuracy on the
 embed K shots of a target made with H (``drtl data target H ...``) and print the weight the relation
 graph gives to H's family and the top tasks. Both DRN inputs are compared at the same cost: the
 LR-only encoder (``reference: false``) and the reference encoder (LR + HR downscaled);
-``--family-loss L`` trains the reference encoder with an extra family-level prototype loss.
+``--family-loss L`` trains the reference encoder with an extra family-level prototype loss (``--task-loss 0``:
+that loss alone) and also reports the weights over the family prototypes; ``--match`` builds the
+reference DRN with ``reference_match`` (the default DRN of the relation stage).
 
     drtl synthesize --out /tmp/bank48
     drtl data target jpeg_q30 /tmp/t_jpeg_q30/pool --hr data/sample/pool --scale 2 --seed 0
