@@ -29,6 +29,7 @@ from drtl.config import load_params
 from drtl.data.folder import load_pairs
 from drtl.data.patches import PairSampler
 from drtl.modelio import load_model
+from drtl.relation import softmax_weights
 from drtl.stages.shots import shot_names
 from drtl.stages.synthesize import load_synth
 from drtl.train.common import pixel_loss
@@ -85,8 +86,7 @@ def main() -> None:
             print(f"<!-- K={k} s{s} family max cosine: "
                   + ", ".join(f"{f} {c:+.2f}" for f, c in sorted(fam_cos.items(), key=lambda kv: -kv[1])) + " -->")
             for tau in a.taus:
-                w = np.exp((cos - cos.max()) / tau)
-                w /= w.sum()
+                w = softmax_weights(cos, tau)
                 fw: dict[str, float] = {}
                 for f, x in zip(fams, w):
                     fw[f] = fw.get(f, 0.0) + float(x)

@@ -27,6 +27,7 @@ def headroom(params: dict, echo=print, groups: list[str] | None = None) -> dict:
     from drtl.io import write_text
     from drtl.modelio import save_model
     from drtl.orchestrate.experiment import run_plan
+    from drtl.records import sha256_json
     from drtl.plan import relation_run, roots, synthesize_run, validate_run
     from drtl.stages.evaluate import run as evaluate
     from drtl.stages.synthesize import load_synth
@@ -51,8 +52,8 @@ def headroom(params: dict, echo=print, groups: list[str] | None = None) -> dict:
     for group in [g for g in known if not groups or g in groups]:
         w = [1.0 if group in ("uniform", t.family) else 0.0 for t in tasks]
         model_path, key_path = out / "pretrain" / f"{group}.pt", out / "pretrain" / f"{group}.json"
-        key = json.dumps({"group": group, "pretrain": params["pretrain"], "arch": params["arch"], "scale": scale,
-                          "device": params["device"], "synth": synth_key}, sort_keys=True, default=str)
+        key = sha256_json({"group": group, "pretrain": params["pretrain"], "arch": params["arch"], "scale": scale,
+                           "device": params["device"], "synth": synth_key})
         if not (model_path.is_file() and key_path.is_file() and key_path.read_text() == key):
             cfg = train_config(params["pretrain"], 0, params["device"])
             model = _fresh_model(params["arch"], scale, 0)
@@ -95,5 +96,5 @@ def summarise(df: pd.DataFrame) -> dict:
                             "spread_db": round(float(fam["psnr"].max() - fam["psnr"].min()), 4),
                             "uniform_db": round(float(uni.mean()), 4) if len(uni) else None,
                             "best_db": round(float(fam["psnr"].max()), 4),
-                            "spearman_psnr_vs_drn_weight": None if rho is None or rho != rho else round(rho, 3)}
+                            "spearman_psnr_vs_drn_weight": None if rho is None or pd.isna(rho) else round(rho, 3)}
     return summary
