@@ -1,0 +1,77 @@
+"""The camera-fitted degradation (drtl.degradations.fitted): a known linear camera is recovered from
+its own pairs, its noise level is measured, and a camera it cannot hold reports a poor fit."""
+
+import numpy as np
+import pytest
+
+from drtl.degradations.camera import camera_degradation
+from drtl.degradations.fitted import FittedCamera, apply_fitted, default_margin, fit_camera
+from drtl.errors import DataError
+from drtl.metrics import psnr
+
+
+def _texture(seed: int, size: int = 96) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = rng.random((size // 8, size // 8, 3))
+    img = np.kron(img, np.ones((8, 8, 1))) * 0.6 + rng.random((size, size, 3)) * 0.4  # edges + fine detail
+    return (img * 255).round().astype(np.uint8)
+
+
+def _known_camera(scale: int = 2, noise_var: float = 0.0) -> FittedCamera:
+    m = default_margin(scale)
+    n = scale + 2 * m
+    k = np.zeros((3, 3, n, n), np.float32)
+    r = np.arange(n) - (n - 1) / 2  # centred on the s x s cell (n - s is even)
+    blur = np.exp(-0.5 * ((r[:, None] / 1.2) ** 2 + (r[None, :] / 0.7) ** 2 + 0.6 * r[:, None] * r[None, :]))
+    gains, cross = (0.9, 1.0, 0.8), 0.05
+    for c in range(3):
+        for c2 in range(3):
+            k[c, c2] = blur / blur.sum() * (gains[c] if c == c2 else cross)
+    return FittedCamera(scale, m, k, np.array([0.02, -0.01, 0.03], np.float32),
+                        np.array([[noise_var, 0.0]] * 3, np.float32), 0.0, 0)
+
+
+def test_a_known_linear_camera_is_recovered_from_its_pairs():
+    cam = _known_camera()
+    pairs = [(apply_fitted(hr, cam), hr) for hr in (_texture(s) for s in range(3))]
+    fit = fit_camera(pairs, 2, samples=8000)
+    assert fit.kernel.shape == cam.kernel.shape
+    assert np.abs(fit.kernel - cam.kernel).max() < 0.02  # gains, cross-talk and blur shape
+    assert np.allclose(fit.bias, cam.bias, atol=0.01)
+    assert fit.fit_psnr > 45  # only uint8 rounding is left
+    held = _texture(9)
+    assert psnr(apply_fitted(held, fit), apply_fitted(held, cam), crop_border=4, y_channel=False) > 42
+    again = FittedCamera.from_dict(fit.to_dict())
+    assert np.array_equal(apply_fitted(held, again), apply_fitted(held, fit))
+
+
+def test_the_noise_level_is_measured():
+    std = 0.02
+    cam = _known_camera(noise_var=std ** 2)
+    rng = np.random.default_rng(0)
+    pairs = [(apply_fitted(hr, cam, rng), hr) for hr in (_texture(s, 128) for s in range(3))]
+    fit = fit_camera(pairs, 2, samples=20000)
+    measured = np.sqrt(fit.noise[:, 0] + fit.noise[:, 1] * 0.5)
+    assert np.allclose(measured, std, rtol=0.2)
+    assert np.abs(fit.kernel - cam.kernel).max() < 0.05  # noise does not bias the kernel
+    clean = apply_fitted(_texture(9), fit)
+    noisy = apply_fitted(_texture(9), fit, np.random.default_rng(1))
+    assert 0.5 * std * 255 < np.std(noisy.astype(float) - clean) < 1.5 * std * 255
+
+
+def test_a_non_linear_camera_fits_worse_than_a_linear_one():
+    rng = np.random.default_rng(0)
+    hrs = [_texture(s) for s in range(3)]
+    linear = fit_camera([(apply_fitted(hr, _known_camera()), hr) for hr in hrs], 2, samples=8000)
+    phone = fit_camera([(camera_degradation(hr, 2, rng), hr) for hr in hrs], 2, samples=8000)
+    assert phone.fit_psnr < linear.fit_psnr - 5  # JPEG, mosaic and noise: the fit says it is poorer
+
+
+def test_bad_input_is_refused_in_one_line():
+    with pytest.raises(DataError, match="no pairs"):
+        fit_camera([], 2)
+    hr = _texture(0)
+    with pytest.raises(DataError, match="is not 2 x LR"):
+        fit_camera([(hr[:10, :10], hr)], 2)
+    with pytest.raises(DataError, match="multiple of the scale"):
+        apply_fitted(hr[:95, :95], _known_camera())
