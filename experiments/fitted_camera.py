@@ -67,6 +67,32 @@ def reproduce(tasks, pool, test, scale: int, seed: int, shots, out: Path) -> Non
     print(df.head(8).round(2).to_string(index=False))
 
 
+def summarise(root: Path, dirs: list[Path], out: Path) -> None:
+    """Per-image rows of every eval.json (the variants' and the experiment's), then paired comparisons."""
+    import re
+
+    import pandas as pd
+
+    from drtl.stats import comparisons, markdown
+
+    rows = []
+    for ev in [p for d in dirs for p in d.glob("*/eval.json")] + list((root / "eval").glob("*/eval.json")):
+        m = re.fullmatch(r"(.+?)(?:_k(\d+))?_s(\d+)", ev.parent.name)
+        rep = json.loads(ev.read_text())
+        for im in rep["per_image"]:
+            rows.append({"method": m.group(1), "shots": int(m.group(2) or 0), "seed": int(m.group(3)),
+                         "image": im["name"], "psnr_y": im["psnr_y"]})
+    images = pd.DataFrame(rows)
+    table = images.groupby(["method", "shots"])["psnr_y"].mean().unstack().round(3)
+    pairs = [(a, b) for a, b in [("fit_cont", "pretrain"), ("fit_cont", "uni_cont"), ("uni_cont", "pretrain"),
+                                 ("fit_mix", "uni_cont"), ("fit_fresh", "pretrain"), ("fit_cont", "drtl_pre"),
+                                 ("drtl_pre", "pretrain")]]
+    comp = comparisons(images, pairs)
+    text = table.to_markdown() + "\n\n" + markdown(comp) + "\n"
+    (out / "comparisons.md").write_text(text)
+    print(text)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--params", required=True)
@@ -79,6 +105,9 @@ def main(argv=None) -> None:
     ap.add_argument("--reproduce", action="store_true",
                     help="only print how well each bank task and the fitted camera reproduce the evaluation "
                          "pairs' LR from their HR (PSNR, RGB)")
+    ap.add_argument("--summarise", nargs="+", metavar="DIR", default=None,
+                    help="only compare: the variants' runs in DIR... against the experiment's own rows "
+                         "(outputs/<...>/eval), paired per image and seed, written to --out/comparisons.md")
     ap.add_argument("-S", dest="overrides", action="append", default=[])
     a = ap.parse_args(argv)
     params = load_params(a.params, a.overrides)
@@ -90,6 +119,8 @@ def main(argv=None) -> None:
     hrs = list({id(h): h for _, h in bank[0]}.values())
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if a.summarise:
+        return summarise(root, [Path(d) for d in a.summarise], out)
     if a.reproduce:
         return reproduce(tasks, pool, test, scale, a.seed, a.shots or params["experiment"]["shots"], out)
     rows = []
