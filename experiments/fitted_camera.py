@@ -39,9 +39,9 @@ from drtl.stages.train import _samplers, _save, _start_model, finetune_run, trai
 from drtl.train import pretrain
 
 
-def fitted_pairs(cam, hrs, seed: int, variants: int = 2):
+def fitted_pairs(cam, hrs, seed: int, variants: int = 2, noise_scale: float = 1.0):
     rng = np.random.default_rng(seed)
-    return [(apply_fitted(hr, cam, rng), hr) for hr in hrs for _ in range(variants)]
+    return [(apply_fitted(hr, cam, rng, noise_scale), hr) for hr in hrs for _ in range(variants)]
 
 
 def reproduce(tasks, pool, test, scale: int, seed: int, shots, out: Path) -> None:
@@ -67,12 +67,37 @@ def reproduce(tasks, pool, test, scale: int, seed: int, shots, out: Path) -> Non
     print(df.head(8).round(2).to_string(index=False))
 
 
+def drn_view(root: Path, tasks, bank, hrs, pool, scale: int, seed: int, shots) -> None:
+    """Cosines in the trained DRN's embedding (mean over each task's pairs, grid crops)."""
+    from drtl.relation import embed_images
+    from drtl.relation.drnfile import load_drn
+
+    enc, _, state = load_drn(root / "relation" / "drn.pt")
+    patch = int(state["config"].get("lr_patch", 32))
+
+    def emb(lrs, hrs_):
+        return embed_images(enc, lrs, patch, 16, hr_images=hrs_)
+
+    means = np.stack([emb([lr for lr, _ in p[::2]], [hr for _, hr in p[::2]]) for p in bank])
+    for k in shots:
+        shot = load_pairs(pool, scale, shot_names(pool, k, seed))
+        target = emb([lr for _, lr, _ in shot], [hr for _, _, hr in shot])
+        cam = fit_camera([(lr, hr) for _, lr, hr in shot], scale, seed=seed)
+        cos = means @ target
+        print(f"K={k} seed {seed}: best bank task {cos.max():.3f} ({tasks[int(cos.argmax())].name})")
+        for ns in (1.0, 0.3, 0.0):
+            rng = np.random.default_rng(0)
+            c = float(emb([apply_fitted(hr, cam, rng, ns) for hr in hrs], hrs) @ target)
+            print(f"  fitted, noise x{ns}: {c:.3f}, rank {int((cos > c).sum()) + 1} of {len(cos) + 1}")
+
+
 def summarise(root: Path, dirs: list[Path], out: Path) -> None:
     """Per-image rows of every eval.json (the variants' and the experiment's), then paired comparisons."""
     import re
 
     import pandas as pd
 
+    from drtl.methods import METHODS
     from drtl.stats import comparisons, markdown
 
     rows = []
@@ -84,9 +109,9 @@ def summarise(root: Path, dirs: list[Path], out: Path) -> None:
                          "image": im["name"], "psnr_y": im["psnr_y"]})
     images = pd.DataFrame(rows)
     table = images.groupby(["method", "shots"])["psnr_y"].mean().unstack().round(3)
-    pairs = [(a, b) for a, b in [("fit_cont", "pretrain"), ("fit_cont", "uni_cont"), ("uni_cont", "pretrain"),
-                                 ("fit_mix", "uni_cont"), ("fit_fresh", "pretrain"), ("fit_cont", "drtl_pre"),
-                                 ("drtl_pre", "pretrain")]]
+    mine = sorted(set(images["method"]) - set(METHODS) - {"uni_cont"})  # the variants (any --tag)
+    pairs = [(m, b) for m in mine for b in ("uni_cont", "pretrain", "drtl_pre")] + [
+        ("uni_cont", "pretrain"), ("drtl_pre", "pretrain")]
     comp = comparisons(images, pairs)
     text = table.to_markdown() + "\n\n" + markdown(comp) + "\n"
     (out / "comparisons.md").write_text(text)
@@ -102,6 +127,14 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=200, help="continuation steps (fit_cont, fit_mix, uni_cont)")
     ap.add_argument("--variant", action="append", default=None,
                     choices=["fit_cont", "fit_mix", "uni_cont", "fit_fresh"])
+    ap.add_argument("--tag", default="", help="appended to the variants' run names (e.g. n0), so that "
+                    "--summarise can compare settings")
+    ap.add_argument("--noise-scale", type=float, default=1.0,
+                    help="the fitted noise's std is scaled by this (0: the fitted filter without noise)")
+    ap.add_argument("--drn", action="store_true",
+                    help="only print where the relation stage's DRN puts the fitted task: the cosine of the "
+                         "target's embedding to the fitted task's mean embedding (at noise scales 1, 0.3, 0) "
+                         "against the bank tasks' mean embeddings")
     ap.add_argument("--reproduce", action="store_true",
                     help="only print how well each bank task and the fitted camera reproduce the evaluation "
                          "pairs' LR from their HR (PSNR, RGB)")
@@ -121,16 +154,19 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if a.summarise:
         return summarise(root, [Path(d) for d in a.summarise], out)
+    if a.drn:
+        return drn_view(root, tasks, bank, hrs, pool, scale, a.seed, a.shots or params["experiment"]["shots"])
     if a.reproduce:
         return reproduce(tasks, pool, test, scale, a.seed, a.shots or params["experiment"]["shots"], out)
     rows = []
     for k in a.shots or params["experiment"]["shots"]:
         names = shot_names(pool, k, a.seed)
         cam = fit_camera([(lr, hr) for _, lr, hr in load_pairs(pool, scale, names)], scale, seed=a.seed)
-        fit = fitted_pairs(cam, hrs, seed=1000 + a.seed)
+        fit = fitted_pairs(cam, hrs, seed=1000 + a.seed, noise_scale=a.noise_scale)
         print(f"K={k}: fitted on {names}, fit PSNR {cam.fit_psnr:.2f} dB, {len(fit)} fitted pairs", flush=True)
         for variant in a.variant or ["fit_cont", "fit_mix", "uni_cont", "fit_fresh"]:
-            run = out / f"{variant}_k{k}_s{a.seed}"
+            name = variant if variant == "uni_cont" or not a.tag else f"{variant}_{a.tag}"
+            run = out / f"{name}_k{k}_s{a.seed}"
             if not (run / "eval.json").is_file():
                 section = dict(params["pretrain"])
                 if variant != "fit_fresh":
@@ -153,9 +189,9 @@ def main(argv=None) -> None:
                              init=run / "pre" / "model.pt", device=params["device"])
                 evaluate(variant, test, scale, run / "eval.json", run / "ft" / "model.pt", k, a.seed)
             rep = json.loads((run / "eval.json").read_text())
-            rows.append({"variant": variant, "shots": k, "seed": a.seed, "psnr_y": rep["psnr_y"],
+            rows.append({"variant": name, "shots": k, "seed": a.seed, "psnr_y": rep["psnr_y"],
                          "fit_psnr": cam.fit_psnr})
-            print(f"  {variant:10s} K={k} PSNR-Y {rep['psnr_y']:.3f}", flush=True)
+            print(f"  {name:10s} K={k} PSNR-Y {rep['psnr_y']:.3f}", flush=True)
     import pandas as pd
 
     pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
