@@ -44,6 +44,12 @@ def fitted_pairs(cam, hrs, seed: int, variants: int = 2, noise_scale: float = 1.
     return [(apply_fitted(hr, cam, rng, noise_scale), hr) for hr in hrs for _ in range(variants)]
 
 
+def fit_shots(pool, scale: int, shots: int, seed: int):
+    """The K shots of (shots, seed) as (name, lr, hr) and the camera fitted to them."""
+    shot = load_pairs(pool, scale, shot_names(pool, shots, seed))
+    return shot, fit_camera([(lr, hr) for _, lr, hr in shot], scale, seed=seed)
+
+
 def reproduce(tasks, pool, test, scale: int, seed: int, shots, out: Path) -> None:
     """PSNR (RGB, border 2 s) of each degradation's LR against the camera's real LR on the evaluation pairs."""
     import pandas as pd
@@ -58,7 +64,7 @@ def reproduce(tasks, pool, test, scale: int, seed: int, shots, out: Path) -> Non
         v = [psnr(make_pair(hr, t, scale, rng)[0], lr, crop_border=2 * scale, y_channel=False) for _, lr, hr in ev]
         rows.append({"degradation": t.name, "family": t.family, "psnr_rgb": float(np.mean(v))})
     for k in shots:
-        cam = fit_camera([(lr, hr) for _, lr, hr in load_pairs(pool, scale, shot_names(pool, k, seed))], scale, seed=seed)
+        cam = fit_shots(pool, scale, k, seed)[1]
         v = [psnr(apply_fitted(hr, cam), lr, crop_border=2 * scale, y_channel=False) for _, lr, hr in ev]
         rows.append({"degradation": f"fitted_k{k}", "family": "fitted", "psnr_rgb": float(np.mean(v))})
     df = pd.DataFrame(rows).sort_values("psnr_rgb", ascending=False)
@@ -67,7 +73,7 @@ def reproduce(tasks, pool, test, scale: int, seed: int, shots, out: Path) -> Non
     print(df.head(8).round(2).to_string(index=False))
 
 
-def drn_view(root: Path, tasks, bank, hrs, pool, scale: int, seed: int, shots) -> None:
+def drn_view(root: Path, tasks, bank, hrs, pool, scale: int, seed: int, shots, patches: int) -> None:
     """Cosines in the trained DRN's embedding (mean over each task's pairs, grid crops)."""
     from drtl.relation import embed_images
     from drtl.relation.drnfile import load_drn
@@ -76,13 +82,12 @@ def drn_view(root: Path, tasks, bank, hrs, pool, scale: int, seed: int, shots) -
     patch = int(state["config"].get("lr_patch", 32))
 
     def emb(lrs, hrs_):
-        return embed_images(enc, lrs, patch, 16, hr_images=hrs_)
+        return embed_images(enc, lrs, patch, patches, hr_images=hrs_)
 
     means = np.stack([emb([lr for lr, _ in p[::2]], [hr for _, hr in p[::2]]) for p in bank])
     for k in shots:
-        shot = load_pairs(pool, scale, shot_names(pool, k, seed))
+        shot, cam = fit_shots(pool, scale, k, seed)
         target = emb([lr for _, lr, _ in shot], [hr for _, _, hr in shot])
-        cam = fit_camera([(lr, hr) for _, lr, hr in shot], scale, seed=seed)
         cos = means @ target
         print(f"K={k} seed {seed}: best bank task {cos.max():.3f} ({tasks[int(cos.argmax())].name})")
         for ns in (1.0, 0.3, 0.0):
@@ -147,23 +152,24 @@ def main(argv=None) -> None:
     torch.set_num_threads(int(params.get("threads") or 1))
     scale, pool, test = int(params["target"]["scale"]), params["target"]["pool"], params["target"]["test"]
     root = Path(params["outputs"])
-    uniform = root / "pretrain" / f"uniform_s{a.seed}" / "model.pt"
-    tasks, bank, _ = load_synth(root / "synth", "train")
-    hrs = list({id(h): h for _, h in bank[0]}.values())
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    if a.summarise:
+    if a.summarise:  # reads eval.json files only
         return summarise(root, [Path(d) for d in a.summarise], out)
+    uniform = root / "pretrain" / f"uniform_s{a.seed}" / "model.pt"
+    tasks, bank, _ = load_synth(root / "synth", "train")
+    hrs = list({id(h): h for _, h in bank[0]}.values())  # the training HR images (shared by every task)
+    shots = a.shots or params["experiment"]["shots"]
     if a.drn:
-        return drn_view(root, tasks, bank, hrs, pool, scale, a.seed, a.shots or params["experiment"]["shots"])
+        return drn_view(root, tasks, bank, hrs, pool, scale, a.seed, shots, int(params["relation"]["patches_per_image"]))
     if a.reproduce:
-        return reproduce(tasks, pool, test, scale, a.seed, a.shots or params["experiment"]["shots"], out)
+        return reproduce(tasks, pool, test, scale, a.seed, shots, out)
     rows = []
-    for k in a.shots or params["experiment"]["shots"]:
-        names = shot_names(pool, k, a.seed)
-        cam = fit_camera([(lr, hr) for _, lr, hr in load_pairs(pool, scale, names)], scale, seed=a.seed)
+    for k in shots:
+        shot, cam = fit_shots(pool, scale, k, a.seed)
         fit = fitted_pairs(cam, hrs, seed=1000 + a.seed, noise_scale=a.noise_scale)
-        print(f"K={k}: fitted on {names}, fit PSNR {cam.fit_psnr:.2f} dB, {len(fit)} fitted pairs", flush=True)
+        print(f"K={k}: fitted on {[n for n, _, _ in shot]}, fit PSNR {cam.fit_psnr:.2f} dB, {len(fit)} fitted pairs",
+              flush=True)
         for variant in a.variant or ["fit_cont", "fit_mix", "uni_cont", "fit_fresh"]:
             name = variant if variant == "uni_cont" or not a.tag else f"{variant}_{a.tag}"
             run = out / f"{name}_k{k}_s{a.seed}"

@@ -21,6 +21,16 @@ def shared_dataset(name: str) -> Path:
     return path
 
 
+def experiment_module(name: str):
+    """Import ``experiments/<name>.py`` (stand-alone scripts, not a package) as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def rand_img(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A smooth-ish random RGB uint8 image (noise + gradient), HWC."""
     yy, xx = np.mgrid[0:h, 0:w]

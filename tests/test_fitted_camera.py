@@ -8,6 +8,7 @@ from drtl.degradations.camera import camera_degradation
 from drtl.degradations.fitted import FittedCamera, apply_fitted, default_margin, fit_camera
 from drtl.errors import DataError
 from drtl.metrics import psnr
+from tests.conftest import experiment_module
 
 
 def _texture(seed: int, size: int = 96) -> np.ndarray:
@@ -77,17 +78,6 @@ def test_bad_input_is_refused_in_one_line():
         apply_fitted(hr[:95, :95], _known_camera())
 
 
-def _script():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "experiments" / "fitted_camera.py"
-    spec = importlib.util.spec_from_file_location("fitted_camera", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_the_experiment_pairs_its_variants_with_the_experiment_rows(tmp_path):
     """experiments/fitted_camera.py --summarise: per-image rows of both run sets, paired per (seed, image)."""
     import json
@@ -102,10 +92,11 @@ def test_the_experiment_pairs_its_variants_with_the_experiment_rows(tmp_path):
     ev(root / "eval" / "pretrain_k1_s0", [28.0, 27.0])
     ev(mine / "uni_cont_k1_s0", [28.1, 27.0])
     ev(mine / "fit_cont_n0_k1_s0", [28.3, 27.2])
-    _script().summarise(root, [mine], tmp_path)
+    script = experiment_module("fitted_camera")
+    script.summarise(root, [mine], tmp_path)
     text = (tmp_path / "comparisons.md").read_text()
     assert "| fit_cont_n0 - uni_cont | 1 | +0.200 *" in text
     assert "| fit_cont_n0 - pretrain | 1 | +0.250 *" in text
     assert "| uni_cont - pretrain | 1 | +0.050 |" in text  # one image wins, one ties: the interval holds 0
-    pairs = _script().fitted_pairs(_known_camera(), [_texture(0)], seed=0, variants=2, noise_scale=0)
+    pairs = script.fitted_pairs(_known_camera(), [_texture(0)], seed=0, variants=2, noise_scale=0)
     assert len(pairs) == 2 and np.array_equal(pairs[0][0], pairs[1][0])  # no noise: the two realisations agree

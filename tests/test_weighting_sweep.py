@@ -3,7 +3,6 @@ graphs' cosines exactly as the relation stage computes them (tau, then top-k, th
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,16 +10,12 @@ import numpy as np
 import pytest
 
 from drtl.relation.weights import softmax_weights
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import experiment_module
 
 
 @pytest.fixture(scope="module")
 def sweep():
-    spec = importlib.util.spec_from_file_location("weighting_sweep", REPO / "experiments" / "weighting_sweep.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return experiment_module("weighting_sweep")
 
 
 def _relation(tmp_path: Path, sims: dict[str, float], fams: dict[str, str], tau: float) -> Path:

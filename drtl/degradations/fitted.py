@@ -87,7 +87,7 @@ def fit_camera(pairs, scale: int, margin: int | None = None, samples: int = 60_0
     xm, ym = x.mean(0), y.mean(0)
     xc, yc = x - xm, y - ym
     gram = xc.T @ xc
-    gram[np.diag_indices_from(gram)] += ridge * len(x) * np.trace(gram) / len(gram) / len(x)
+    gram[np.diag_indices_from(gram)] += ridge * np.trace(gram) / len(gram)  # ridge x the mean feature variance
     beta = np.linalg.solve(gram, xc.T @ yc)  # (3 n n, 3)
     bias = ym - xm @ beta
     pred = x @ beta + bias
