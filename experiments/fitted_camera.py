@@ -31,7 +31,8 @@ import torch
 
 from drtl.config import load_params
 from drtl.data.folder import load_pairs
-from drtl.degradations.fitted import apply_fitted, fit_camera
+from drtl.degradations.fitted import apply_fitted
+from drtl.relation import fitted
 from drtl.stages.evaluate import evaluate
 from drtl.stages.shots import shot_names
 from drtl.stages.synthesize import load_synth
@@ -39,15 +40,10 @@ from drtl.stages.train import _samplers, _save, _start_model, finetune_run, trai
 from drtl.train import pretrain
 
 
-def fitted_pairs(cam, hrs, seed: int, variants: int = 2, noise_scale: float = 1.0):
-    rng = np.random.default_rng(seed)
-    return [(apply_fitted(hr, cam, rng, noise_scale), hr) for hr in hrs for _ in range(variants)]
-
-
 def fit_shots(pool, scale: int, shots: int, seed: int):
     """The K shots of (shots, seed) as (name, lr, hr) and the camera fitted to them."""
     shot = load_pairs(pool, scale, shot_names(pool, shots, seed))
-    return shot, fit_camera([(lr, hr) for _, lr, hr in shot], scale, seed=seed)
+    return shot, fitted.fit_shots(shot, scale, seed)
 
 
 def reproduce(tasks, pool, test, scale: int, seed: int, shots, out: Path) -> None:
@@ -158,7 +154,7 @@ def main(argv=None) -> None:
         return summarise(root, [Path(d) for d in a.summarise], out)
     uniform = root / "pretrain" / f"uniform_s{a.seed}" / "model.pt"
     tasks, bank, _ = load_synth(root / "synth", "train")
-    hrs = list({id(h): h for _, h in bank[0]}.values())  # the training HR images (shared by every task)
+    hrs = fitted.train_hrs(bank[0])  # the training HR images (shared by every task)
     shots = a.shots or params["experiment"]["shots"]
     if a.drn:
         return drn_view(root, tasks, bank, hrs, pool, scale, a.seed, shots, int(params["relation"]["patches_per_image"]))
@@ -167,7 +163,7 @@ def main(argv=None) -> None:
     rows = []
     for k in shots:
         shot, cam = fit_shots(pool, scale, k, a.seed)
-        fit = fitted_pairs(cam, hrs, seed=1000 + a.seed, noise_scale=a.noise_scale)
+        fit = fitted.fitted_pairs(cam, hrs, seed=1000 + a.seed, noise_scale=a.noise_scale, variants=2)
         print(f"K={k}: fitted on {[n for n, _, _ in shot]}, fit PSNR {cam.fit_psnr:.2f} dB, {len(fit)} fitted pairs",
               flush=True)
         for variant in a.variant or ["fit_cont", "fit_mix", "uni_cont", "fit_fresh"]:

@@ -7,6 +7,7 @@ import pytest
 from drtl.degradations.camera import camera_degradation
 from drtl.degradations.fitted import FittedCamera, apply_fitted, default_margin, fit_camera
 from drtl.errors import DataError
+from drtl.relation.fitted import fitted_pairs
 from drtl.metrics import psnr
 from tests.conftest import experiment_module
 
@@ -98,5 +99,5 @@ def test_the_experiment_pairs_its_variants_with_the_experiment_rows(tmp_path):
     assert "| fit_cont_n0 - uni_cont | 1 | +0.200 *" in text
     assert "| fit_cont_n0 - pretrain | 1 | +0.250 *" in text
     assert "| uni_cont - pretrain | 1 | +0.050 |" in text  # one image wins, one ties: the interval holds 0
-    pairs = script.fitted_pairs(_known_camera(), [_texture(0)], seed=0, variants=2, noise_scale=0)
+    pairs = fitted_pairs(_known_camera(), [_texture(0)], seed=0, variants=2, noise_scale=0)
     assert len(pairs) == 2 and np.array_equal(pairs[0][0], pairs[1][0])  # no noise: the two realisations agree

@@ -30,6 +30,8 @@ from drtl.relation import (DRNConfig, build_graph, embed_images, evaluate_drn, e
                            ranking_table, shape_weights, similarities, softmax_weights, train_drn,
                            uniform_weights)
 from drtl.relation.drnfile import save_drn
+from drtl.relation.fitted import (FITTED_FAMILY, FITTED_TASK, camera_path, fit_shots, fitted_score,
+                                  reproduction_scores, save_camera, task_pairs, train_hrs)
 from drtl.stages.synthesize import load_synth
 
 
@@ -65,6 +67,70 @@ def _check_synth(synth: str | Path, names: list[str], scale: int, drn: str | Pat
         raise ConfigError(f"{synth} was synthesized at x{info['scale']} but the target scale is x{scale}")
     if [t.name for t in load_tasks(Path(synth) / "tasks.yaml")] != names:
         raise ConfigError(f"{drn}: its tasks are not those of {synth}; train the DRN on these tasks")
+
+
+class _ShotRelation:
+    """What the K pairs add to the DRN's relation: the camera-fitted task (``relation.fitted``) and
+    the reproduction similarity (``relation.similarity``: ``reproduction`` or ``joint``); see
+    drtl.relation.fitted. Per (K, seed) it also writes ``graphs/<key>/reproduction.csv``."""
+
+    def __init__(self, rp: dict, synth, names: list[str], scale: int, encoder, lr_patch: int, protos: np.ndarray):
+        from drtl.degradations.tasks import load_tasks
+
+        if synth is None or not (Path(synth) / "synth.json").is_file():
+            raise ConfigError("relation.fitted / relation.similarity=reproduction|joint need the synthesized bank "
+                              "(--synth): its tasks and training HR images")
+        self.rp, self.names, self.scale, self.encoder, self.lr_patch = rp, names, scale, encoder, lr_patch
+        self.tasks = load_tasks(Path(synth) / "tasks.yaml")
+        self.hrs = train_hrs(load_synth(synth, "train", [names[0]])[1][0]) if rp["fitted"] else []
+        self.base, self.cache = protos, {}
+
+    @staticmethod
+    def needed(rp: dict) -> bool:
+        return bool(rp["fitted"]) or rp["similarity"] != "drn"
+
+    def __call__(self, tmp: Path, key: str, shots_k, seed: int, emb, sims):
+        """(task names, families, prototypes, cosines, scores, tau, info) with the fitted task appended;
+        weights = softmax(scores / tau)."""
+        rp, names, info = self.rp, list(self.names), {}
+        protos = None
+        psnr = None
+        if rp["similarity"] != "drn":
+            psnr = reproduction_scores(self.tasks, shots_k, self.scale, self.cache)
+            info["best_bank_psnr"] = round(float(psnr.max()), 3)
+        if rp["fitted"]:
+            cam = fit_shots(shots_k, self.scale, seed)
+            noise = float(rp["fitted_noise"])
+            save_camera(camera_path(tmp, key), cam, noise)
+            fit = task_pairs(cam, self.hrs, seed, noise)
+            protos = embed_images(self.encoder, [lr for lr, _ in fit], self.lr_patch, int(rp["patches_per_image"]),
+                                  hr_images=[hr for _, hr in fit])
+            cos = float(similarities(emb, protos[None])[0])
+            sims = np.append(sims, cos)
+            info["fitted_cosine"] = round(cos, 4)
+            if psnr is not None:
+                info["fitted_psnr"] = round(fitted_score(cam, shots_k, self.scale), 3)
+                psnr = np.append(psnr, info["fitted_psnr"])
+            names.append(FITTED_TASK)
+        fams = self.fams(protos is not None)
+        if psnr is None:
+            score, tau = sims, float(rp["tau"])
+        elif rp["similarity"] == "reproduction":
+            score, tau = psnr, float(rp["tau_db"])
+        else:  # joint: a task must reproduce the shots in pixels and look like them to the DRN
+            score, tau = psnr / float(rp["tau_db"]) + sims / float(rp["tau"]), 1.0
+        if psnr is not None:
+            g = tmp / "graphs" / key
+            g.mkdir(parents=True, exist_ok=True)
+            rows = ["task,family,psnr_db,cosine"] + [f"{n},{f},{p:.4f},{c:.4f}" for n, f, p, c in zip(names, fams, psnr, sims)]
+            (g / "reproduction.csv").write_text("\n".join(rows) + "\n")
+        return names, fams, self.protos(protos), sims, score, tau, info
+
+    def fams(self, fitted: bool) -> list[str]:
+        return [t.family for t in self.tasks] + ([FITTED_FAMILY] if fitted else [])
+
+    def protos(self, extra):
+        return self.base if extra is None else np.vstack([self.base, extra[None]])
 
 
 def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, shots: list[int], seeds: list[int],
@@ -109,7 +175,8 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
             save_drn(tmp / "drn.pt", encoder, bank, names, fams, cfg.to_dict())
             (tmp / "drn_eval.json").write_text(json.dumps({**ev, "tasks": names, "history": {
                 "loss": hist["loss"], "accuracy": hist["accuracy"]}}, indent=1) + "\n")
-        weights, top, best_cos = {}, {}, {}
+        weights, top, best_cos, extra = {}, {}, {}, {}
+        ctx = _ShotRelation(rp, synth, names, scale, encoder, lr_patch, protos) if _ShotRelation.needed(rp) else None
         for k in shots:
             for s in seeds:
                 key = run_key(k, s)
@@ -117,15 +184,20 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
                 emb = embed_images(encoder, [lr for _, lr, _ in shots_k], lr_patch, int(rp["patches_per_image"]),
                                    hr_images=[hr for _, _, hr in shots_k])
                 sims = similarities(emb, protos)
-                w = (shape_weights(softmax_weights(sims, float(rp["tau"])), float(rp["mix"]), int(rp["top_k"]))
-                     if rp["weighting"] else uniform_weights(len(names)))
                 best_cos[key] = round(float(np.max(sims)), 4)
-                weights[key] = {n: float(x) for n, x in zip(names, w)}
+                t_names, t_fams, t_protos, score, tau = names, fams, protos, sims, float(rp["tau"])
+                if ctx is not None:  # the fitted task and / or the reproduction relation (drtl.relation.fitted)
+                    t_names, t_fams, t_protos, sims, score, tau, extra[key] = ctx(tmp, key, shots_k, s, emb, sims)
+                w = (shape_weights(softmax_weights(score, tau), float(rp["mix"]), int(rp["top_k"]))
+                     if rp["weighting"] else uniform_weights(len(t_names)))
+                weights[key] = {n: float(x) for n, x in zip(t_names, w)}
+                if FITTED_TASK in weights[key]:
+                    extra[key]["fitted_weight"] = round(weights[key][FITTED_TASK], 4)
                 g = tmp / "graphs" / key
-                export_graph(build_graph(names, fams, protos, emb, float(rp["tau"]), weights=w), g)
-                table = ranking_table(names, fams, sims, w)
+                export_graph(build_graph(t_names, t_fams, t_protos, emb, float(rp["tau"]), weights=w), g)
+                table = ranking_table(t_names, t_fams, score, w)
                 table.to_csv(g / "ranking.csv", index=False)
-                plot_weights(names, w, g / "weights.png", title=f"relation weights, K={k}, seed {s}", families=fams)
+                plot_weights(t_names, w, g / "weights.png", title=f"relation weights, K={k}, seed {s}", families=t_fams)
                 top[key] = table["task"].head(3).tolist()
         (tmp / "weights.json").write_text(json.dumps(weights, indent=1) + "\n")
         first = run_key(shots[0], seeds[0]) if shots and seeds else None  # no shots: the DRN alone (drtl bank)
@@ -135,9 +207,13 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
         metrics["top_task"] = top[first][0] if first else None
         # what the issue asks the relation report to show: the weight each family gets, the target's
         # best cosine to any prototype, and the DRN's held-out accuracy per family
-        metrics["family_weight"] = {k: {f: round(sum(v[n] for n, ff in zip(names, fams) if ff == f), 4)
-                                        for f in dict.fromkeys(fams)} for k, v in weights.items()}
+        all_fams = list(dict.fromkeys(fams + ([FITTED_FAMILY] if rp["fitted"] else [])))
+        fam_of = {**dict(zip(names, fams)), FITTED_TASK: FITTED_FAMILY}
+        metrics["family_weight"] = {k: {f: round(sum(x for n, x in v.items() if fam_of[n] == f), 4) for f in all_fams}
+                                    for k, v in weights.items()}
         metrics["best_cosine"] = best_cos
+        if extra:  # per (K, seed): the fitted task's weight, cosine and reproduction PSNR; the bank's best PSNR
+            metrics["pair_relation"] = extra
         if ev.get("per_task_accuracy"):
             acc = ev["per_task_accuracy"]
             metrics["drn_val_accuracy_family"] = {

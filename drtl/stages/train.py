@@ -29,7 +29,7 @@ from drtl.data.patches import PairSampler, split_rows
 from drtl.errors import ConfigError, DataError
 from drtl.io import write_text
 from drtl.methods import METHODS, STAGE_VARIANTS, TRAINED_METHODS, source_for
-from drtl.stages.shots import load_weights, shot_names
+from drtl.stages.shots import load_weights, run_key, shot_names
 from drtl.train import MetaConfig, TrainConfig, finetune, maml_train, pretrain
 
 _TRAIN_KEYS = {f for f in TrainConfig.__dataclass_fields__}
@@ -87,12 +87,20 @@ def _samplers(pairs_per_task, scale, patch, what):
         raise ConfigError(f"{what}.lr_patch={patch}: {exc}") from None
 
 
-def _aux_weights(stage: str, method: str, relation_dir, shots, seed, names):
+def _aux_tasks(stage: str, method: str, synth, relation_dir, shots, seed):
+    """(task names, pairs per task, weights or None for uniform): the bank's training pairs, plus the
+    camera-fitted task when the relation stage weighed one (``relation.fitted``)."""
+    from drtl.relation.fitted import with_fitted
+    from drtl.stages.synthesize import load_synth  # degradations + scipy: not needed by finetune
+
+    tasks, pairs, _ = load_synth(synth, "train")
+    names = [t.name for t in tasks]
     if not source_for(stage, method).weighted:
-        return None
+        return names, pairs, None
     if shots is None:
         raise ConfigError(f"method {method!r} needs --shots and --seed (its weights depend on the K target shots)")
-    return load_weights(relation_dir, shots, seed, names)
+    w = load_weights(relation_dir, shots, seed, names)
+    return with_fitted(names, pairs, w, relation_dir, run_key(shots, seed), seed)
 
 
 def pretrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int, section: dict, seed: int,
@@ -101,11 +109,7 @@ def pretrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int, 
     (uniform, continued from ``init``; the caller passes :func:`control_section`)."""
     if method not in STAGE_VARIANTS["pretrain"]:
         raise ConfigError(f"pretrain method must be one of {', '.join(STAGE_VARIANTS['pretrain'])}, got {method!r}")
-    from drtl.stages.synthesize import load_synth  # degradations + scipy: not needed by finetune
-
-    tasks, pairs, info = load_synth(synth, "train")
-    names = [t.name for t in tasks]
-    w = _aux_weights("pretrain", method, relation_dir, shots, seed, names)
+    names, pairs, w = _aux_tasks("pretrain", method, synth, relation_dir, shots, seed)
     cfg = train_config(section, seed, device)
     model = _start_model(arch, scale, seed, init)
     out = Path(out)
@@ -123,11 +127,7 @@ def metatrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int,
     """(First-order) MAML over the auxiliary tasks; ``method`` is 'maml' or 'drtl'."""
     if method not in STAGE_VARIANTS["metatrain"]:
         raise ConfigError(f"metatrain method must be one of {', '.join(STAGE_VARIANTS['metatrain'])}, got {method!r}")
-    from drtl.stages.synthesize import load_synth  # degradations + scipy: not needed by finetune
-
-    tasks, pairs, info = load_synth(synth, "train")
-    names = [t.name for t in tasks]
-    w = _aux_weights("metatrain", method, relation_dir, shots, seed, names)
+    names, pairs, w = _aux_tasks("metatrain", method, synth, relation_dir, shots, seed)
     cfg = train_config(section, seed, device)
     mcfg = MetaConfig(**{k: section[k] for k in META_KEYS})
     model = _start_model(arch, scale, seed, init)

@@ -1,0 +1,113 @@
+"""The K pairs in the relation stage: the camera-fitted task and the reproduction relation
+(drtl.relation.fitted), from the relation weights to the weighted training runs that use them."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from drtl.config import load_params
+from drtl.errors import ConfigError
+from drtl.modelio import load_model
+from drtl.relation.fitted import FITTED_TASK, load_camera, reproduction_scores
+from drtl.stages import relation as relation_stage
+from drtl.stages import synthesize as synth_stage
+from drtl.stages.synthesize import synthesize_target
+from drtl.stages.train import metatrain_stage, pretrain_stage
+
+TASKS = ["clean_bicubic", "iso_blur_s2.4", "gauss_noise30", "jpeg_q30"]
+TARGET = "iso_blur_s2.4"  # the target camera is this bank task, so the answer is known
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory):
+    """A target made by TARGET from HR images the bank never saw, the 4-task bank, its params."""
+    from drtl.data.sample import make_sample
+
+    root = tmp_path_factory.mktemp("fitted")
+    make_sample(root / "sample", scale=2, seed=0, hr_size=64, pool_size=4, test_size=2, aux_crops=1, aux_size=96)
+    synthesize_target(TARGET, [str(root / "sample" / "pool")], root / "pool", 2, seed=0)
+    params = load_params(None, [
+        f"outputs={root / 'out'}", f"target.pool={root / 'pool'}", f"target.test={root / 'sample' / 'test'}",
+        f"aux.hr=[{root / 'sample' / 'aux_hr'}]", f"aux.tasks=[{', '.join(TASKS)}]", "threads=1",
+        "relation.steps=10", "relation.lr_patch=16", "relation.eval_per_task=4", "relation.patches_per_image=4",
+        "relation.fitted=true", "relation.similarity=reproduction", "relation.tau_db=0.5",
+        "pretrain.iterations=3", "pretrain.lr_patch=16", "meta.iterations=2", "meta.lr_patch=16",
+        "experiment.shots=[1, 2]", "experiment.seeds=[0]",
+    ])
+    synth_stage.run(params, {}, root / "out" / "synth")
+    return root, params
+
+
+def test_reproduction_ranks_the_target_task_first(bank):
+    from drtl.data.folder import load_pairs
+    from drtl.degradations.tasks import task_bank
+
+    root, params = bank
+    shots = load_pairs(root / "pool", 2)
+    scores = reproduction_scores(task_bank(TASKS), shots, 2)
+    assert TASKS[int(np.argmax(scores))] == TARGET, dict(zip(TASKS, scores))
+    assert scores.max() > np.sort(scores)[-2] + 3.0  # by a wide margin: a blur 2.4 is far from the others
+
+
+def test_relation_weighs_the_fitted_task_and_training_uses_it(bank):
+    root, params = bank
+    out = root / "out"
+    metrics = relation_stage.run(params, {"synth": out / "synth"}, out / "relation")
+    weights = json.loads((out / "relation" / "weights.json").read_text())
+    for key in ("k1_s0", "k2_s0"):
+        w = weights[key]
+        assert set(w) == set(TASKS) | {FITTED_TASK} and abs(sum(w.values()) - 1) < 1e-9
+        info = metrics["pair_relation"][key]
+        # the fitted linear filter reproduces a blur target at least as well as the blur task itself
+        assert info["fitted_psnr"] >= info["best_bank_psnr"] - 0.5, info
+        assert max(w, key=w.get) in (FITTED_TASK, TARGET) and w[FITTED_TASK] + w[TARGET] > 0.9, w
+        assert info["fitted_weight"] == round(w[FITTED_TASK], 4)
+        cam, noise = load_camera(out / "relation" / "fitted" / f"{key}.json")
+        assert cam.scale == 2 and noise == 0.0 and cam.fit_psnr > 30
+        ranking = pd.read_csv(out / "relation" / "graphs" / key / "ranking.csv")
+        assert list(ranking.task).count(FITTED_TASK) == 1 and ranking.similarity.max() <= 60.0  # dB, capped
+    assert set(metrics["family_weight"]["k1_s0"]) >= {"fitted", "blur"}
+
+    common = {"shots": 1, "seed": 0, "synth": out / "synth", "relation": out / "relation"}
+    pretrain_stage(params, {**common, "method": "drtl"}, out / "pre")
+    recipe = load_model(out / "pre" / "model.pt")[1]["recipe"]
+    assert recipe["tasks"] == TASKS + [FITTED_TASK]
+    assert recipe["weights"] == pytest.approx([weights["k1_s0"][n] for n in recipe["tasks"]])
+    metatrain_stage(params, {**common, "method": "drtl"}, out / "meta")
+    assert load_model(out / "meta" / "model.pt")[1]["recipe"]["tasks"][-1] == FITTED_TASK
+    # the uniform twin never sees the fitted task (it does not depend on the shots)
+    pretrain_stage(params, {"method": "uniform", "seed": 0, "synth": out / "synth"}, out / "uni")
+    assert FITTED_TASK not in load_model(out / "uni" / "model.pt")[1]["recipe"]["tasks"]
+
+
+def test_drn_similarity_places_the_fitted_task_by_its_cosine(bank, tmp_path):
+    root, params = bank
+    p = {**params, "relation": {**params["relation"], "similarity": "drn", "fitted_noise": 0.5},
+         "experiment": {**params["experiment"], "shots": [1]}}
+    metrics = relation_stage.run(p, {"synth": root / "out" / "synth"}, tmp_path / "rel")
+    info = metrics["pair_relation"]["k1_s0"]
+    assert "fitted_psnr" not in info and -1 <= info["fitted_cosine"] <= 1
+    ranking = pd.read_csv(tmp_path / "rel" / "graphs" / "k1_s0" / "ranking.csv").set_index("task")
+    assert ranking.loc[FITTED_TASK, "similarity"] == pytest.approx(info["fitted_cosine"], abs=1e-4)
+    assert load_camera(tmp_path / "rel" / "fitted" / "k1_s0.json")[1] == 0.5
+
+
+def test_bad_similarity_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="relation.similarity"):
+        load_params(None, ["relation.similarity=psnr"])
+
+
+def test_joint_similarity_adds_the_two_logits(bank, tmp_path):
+    root, params = bank
+    p = {**params, "relation": {**params["relation"], "similarity": "joint", "fitted": False, "tau": 0.05,
+                                "tau_db": 0.5}, "experiment": {**params["experiment"], "shots": [2]}}
+    metrics = relation_stage.run(p, {"synth": root / "out" / "synth"}, tmp_path / "rel")
+    w = json.loads((tmp_path / "rel" / "weights.json").read_text())["k2_s0"]
+    assert FITTED_TASK not in w and "fitted_psnr" not in metrics["pair_relation"]["k2_s0"]
+    rep = pd.read_csv(tmp_path / "rel" / "graphs" / "k2_s0" / "reproduction.csv").set_index("task")
+    logit = rep.psnr_db / 0.5 + rep.cosine / 0.05
+    a, b = "jpeg_q30", "clean_bicubic"  # two tasks with weights far from underflow
+    assert np.log(w[a] / w[b]) == pytest.approx(logit[a] - logit[b], abs=1e-2)
+    assert max(w, key=w.get) == logit.idxmax()
