@@ -74,7 +74,8 @@ class _ShotRelation:
     the reproduction similarity (``relation.similarity``: ``reproduction`` or ``joint``); see
     drtl.relation.fitted. Per (K, seed) it also writes ``graphs/<key>/reproduction.csv``."""
 
-    def __init__(self, rp: dict, synth, names: list[str], scale: int, encoder, lr_patch: int, protos: np.ndarray):
+    def __init__(self, rp: dict, synth, names: list[str], fams: list[str], scale: int, encoder, lr_patch: int,
+                 protos: np.ndarray):
         from drtl.degradations.tasks import load_tasks
 
         if synth is None or not (Path(synth) / "synth.json").is_file():
@@ -83,7 +84,7 @@ class _ShotRelation:
         self.rp, self.names, self.scale, self.encoder, self.lr_patch = rp, names, scale, encoder, lr_patch
         self.tasks = load_tasks(Path(synth) / "tasks.yaml")
         self.hrs = train_hrs(load_synth(synth, "train", [names[0]])[1][0]) if rp["fitted"] else []
-        self.base, self.cache = protos, {}
+        self.fams, self.base, self.cache = fams, protos, {}
 
     @staticmethod
     def needed(rp: dict) -> bool:
@@ -112,7 +113,7 @@ class _ShotRelation:
                 info["fitted_psnr"] = round(fitted_score(cam, shots_k, self.scale), 3)
                 psnr = np.append(psnr, info["fitted_psnr"])
             names.append(FITTED_TASK)
-        fams = self.fams(protos is not None)
+        fams = self.fams + ([FITTED_FAMILY] if protos is not None else [])
         if psnr is None:
             score, tau = sims, float(rp["tau"])
         elif rp["similarity"] == "reproduction":
@@ -124,13 +125,8 @@ class _ShotRelation:
             g.mkdir(parents=True, exist_ok=True)
             rows = ["task,family,psnr_db,cosine"] + [f"{n},{f},{p:.4f},{c:.4f}" for n, f, p, c in zip(names, fams, psnr, sims)]
             (g / "reproduction.csv").write_text("\n".join(rows) + "\n")
-        return names, fams, self.protos(protos), sims, score, tau, info
-
-    def fams(self, fitted: bool) -> list[str]:
-        return [t.family for t in self.tasks] + ([FITTED_FAMILY] if fitted else [])
-
-    def protos(self, extra):
-        return self.base if extra is None else np.vstack([self.base, extra[None]])
+        protos = self.base if protos is None else np.vstack([self.base, protos[None]])
+        return names, fams, protos, sims, score, tau, info
 
 
 def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, shots: list[int], seeds: list[int],
@@ -176,7 +172,7 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
             (tmp / "drn_eval.json").write_text(json.dumps({**ev, "tasks": names, "history": {
                 "loss": hist["loss"], "accuracy": hist["accuracy"]}}, indent=1) + "\n")
         weights, top, best_cos, extra = {}, {}, {}, {}
-        ctx = _ShotRelation(rp, synth, names, scale, encoder, lr_patch, protos) if _ShotRelation.needed(rp) else None
+        ctx = _ShotRelation(rp, synth, names, fams, scale, encoder, lr_patch, protos) if _ShotRelation.needed(rp) else None
         for k in shots:
             for s in seeds:
                 key = run_key(k, s)
