@@ -121,7 +121,8 @@ TRAINED_METHODS: tuple[str, ...] = tuple(m.name for m in METHODS.values() if m.t
 # against its equal-compute control, transfer against scratch, one pair + DRTL against the ceilings.
 COMPARISONS: tuple[tuple[str, str], ...] = (
     ("drtl_pre", "pretrain"), ("drtl_meta", "maml"), ("maml", "pretrain_more"), ("drtl_meta", "pretrain_more"),
-    ("pretrain", "scratch"), ("drtl_pre", "bicubic"), ("drtl_pre", "scratch_all"), ("upper_bound", "scratch_all"),
+    ("pretrain", "scratch"), ("drtl_pre", "bicubic"), ("drtl_pre", "scratch_all"), ("drtl_meta", "scratch_all"),
+    ("upper_bound", "scratch_all"),
 )
 
 

@@ -68,3 +68,14 @@ def test_report_writes_comparisons(tmp_path):
     row = comp[(comp.a == "drtl_pre") & (comp.b == "pretrain")].iloc[0]
     assert row.mean_diff == pytest.approx(0.2) and row.n_pairs == 4
     assert "drtl_pre - pretrain" in (tmp_path / "rep" / "results.md").read_text()
+
+
+def test_default_comparisons_put_each_drtl_row_against_scratch_all():
+    """The issue's "one real pair + DRTL beats scratch_all" is read for both DRTL rows: scratch_all is
+    K-independent, so each row's K=1 run pairs with it image by image."""
+    rows = [("scratch_all", 0, s, f"im{i}", 30.0 + i) for s in (0, 1) for i in range(3)]
+    rows += [(m, 1, s, f"im{i}", 30.0 + i + d) for m, d in (("drtl_pre", 0.1), ("drtl_meta", -0.1))
+             for s in (0, 1) for i in range(3)]
+    c = comparisons(_images(rows))
+    got = {(r.a, r.b): r.mean_diff for r in c.itertuples()}
+    assert got == pytest.approx({("drtl_pre", "scratch_all"): 0.1, ("drtl_meta", "scratch_all"): -0.1})
