@@ -141,3 +141,30 @@ def test_headroom_summary_of_one_family_is_plain_json():
     s = summarise(df)["k1"]
     assert (s["best"], s["spread_db"], s["spearman_psnr_vs_drn_weight"]) == ("jpeg", 0.0, None)
     json.loads(json.dumps(summarise(df)), parse_constant=lambda c: pytest.fail(f"{c} in headroom.json"))
+
+
+def _fingerprints(**over):
+    from drtl.orchestrate.experiment import run_fingerprint
+
+    p = load_params(None, [f"{k}={v}" for k, v in over.items()])
+    runs = plan(p)
+    outs, done = {r.id: r.out for r in runs}, {}
+    for r in runs:
+        done[r.id] = run_fingerprint(r, p, done, outs)
+    return done
+
+
+def test_a_run_is_keyed_by_the_params_its_variant_reads():
+    """Changing the meta-training re-runs MAML, DRTL-Meta and the equal-compute control, not the uniform
+    pre-training (nor the rows fine-tuned from it); DRTL-Pre's continuation re-runs DRTL-Pre only."""
+    base = {"experiment.methods": "[pretrain, maml, drtl_pre, drtl_meta, pretrain_more]", "experiment.seeds": "[0]",
+            "pretrain.drtl_continue": "5"}
+    a = _fingerprints(**base)
+    meta = _fingerprints(**{**base, "meta.iterations": "7"})
+    cont = _fingerprints(**{**base, "pretrain.drtl_continue": "9"})
+    same = lambda b: {k for k in a if a[k] == b[k]}  # noqa: E731
+    assert {"pretrain/uniform_s0", "finetune/pretrain_k5_s0", "pretrain/drtl_k5_s0"} <= same(meta)
+    assert not {"metatrain/maml_s0", "metatrain/drtl_k5_s0", "pretrain/more_s0", "finetune/maml_k5_s0"} & same(meta)
+    assert {"pretrain/uniform_s0", "metatrain/maml_s0", "pretrain/more_s0"} <= same(cont)
+    assert not {"pretrain/drtl_k5_s0", "finetune/drtl_pre_k5_s0"} & same(cont)
+    assert _fingerprints(**{**base, "pretrain.iterations": "11"})["pretrain/uniform_s0"] != a["pretrain/uniform_s0"]

@@ -89,8 +89,7 @@ def uniform_key(p: dict, seed: int) -> str:
     from drtl.runner import read_params
     from drtl.stages import get_stage
 
-    reads = {k: v for k, v in read_params(p, get_stage("pretrain").reads).items()
-             if not k.startswith("meta.") and k != "pretrain.drtl_continue"}  # not read by a uniform run
+    reads = read_params(p, get_stage("pretrain").reads_for(p, "uniform"))  # not meta.*, drtl_continue
     return sha256_json({"params": reads, "seed": int(seed)})[:16]
 
 

@@ -137,7 +137,7 @@ def stage_entry(run: Run, params: dict, runs: dict[str, Run]) -> dict:
         entry["matrix"] = {k: {"shots": "${experiment.shots}", "seed": "${experiment.seeds}"}[k] for k in run.sweep}
     entry["cmd"] = command(run)
     entry["deps"] = deps
-    entry["params"] = list(spec.reads)
+    entry["params"] = spec.reads_for(params, run.inputs.get("method"))
     if run.stage == "report":
         plotted = ("psnr_vs_shots.png", "aggregate.csv")  # outputs declared as plots below
         entry["outs"] = [f"{run.out}/{a}" for a in spec.artifacts if a not in plotted] + [f"{run.out}/run.json"]

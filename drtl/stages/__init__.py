@@ -1,7 +1,9 @@
 """The stages, one function each, behind one contract: ``fn(params, inputs, out) -> metrics``.
 
 - ``params``: the loaded params (``drtl.config.load_params``); a stage reads only the keys listed
-  in its :attr:`Stage.reads` (DVC re-runs a stage when one of them changes).
+  in its :attr:`Stage.reads`, less what a ``--method`` variant ignores (:meth:`Stage.reads_for`:
+  uniform pre-training does not read ``meta`` or ``pretrain.drtl_continue``). DVC and
+  ``drtl experiment``'s cache re-run a run when one of the keys it reads changes.
 - ``inputs``: the run's identity and input paths, by name (:attr:`Stage.args`): e.g.
   ``{"method": "drtl_pre", "shots": 5, "seed": 0, "init": ".../model.pt", "pool": "data/..."}``.
 - ``out``: the run's output folder (written atomically by the stage).
@@ -46,6 +48,27 @@ class Stage:
     product: str | None = None       # the file whose presence means the run finished
     param_paths: tuple[str, ...] = ()  # params whose values are paths the stage reads (DVC deps)
     options: dict = field(default_factory=dict)
+    unread: dict = field(default_factory=dict)  # --method variant -> params of ``reads`` it ignores
+
+    def reads_for(self, params: dict, method: str | None = None) -> list[str]:
+        """The params a run with ``--method method`` reads: ``reads`` less what that variant ignores
+        (a section holding an ignored key is listed key by key, as DVC's ``params:`` take them). The
+        one rule for cache keys, run records and ``dvc.yaml``, so that changing ``meta.iterations``
+        re-runs MAML and the equal-compute control but not the uniform pre-training."""
+        skip = self.unread.get(method, ())
+        out = []
+        for key in self.reads:
+            if key in skip:
+                continue
+            inner = [k for k in skip if k.startswith(key + ".")]
+            if not inner:
+                out.append(key)
+                continue
+            cur = params
+            for part in key.split("."):
+                cur = cur[part]
+            out += [f"{key}.{k}" for k in cur if f"{key}.{k}" not in inner]
+        return out
 
     @property
     def fn(self):
@@ -85,6 +108,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("pretrain", "drtl.stages.train:pretrain_stage",
           "multi-task pre-training (uniform, DRTL-Pre, or the equal-compute control 'more')",
           reads=("arch", "pretrain", "meta", "target.scale", "device"),
+          unread={"uniform": ("meta", "pretrain.drtl_continue"), "drtl": ("meta",),
+                  "more": ("pretrain.drtl_continue",)},
           args=(Arg("method", "str", required=True, choices=STAGE_VARIANTS["pretrain"]), _SHOTS, _SEED, _SYNTH, _REL,
                 _INIT),
           artifacts=("model.pt",), product="model.pt"),
