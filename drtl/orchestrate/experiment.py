@@ -35,7 +35,8 @@ def run_fingerprint(run: Run, params: dict, done: dict[str, str], outs: dict[str
         v = run.inputs.get(a.name)
         if a.kind == "path" and v and not any(str(v).startswith(outs[d]) for d in run.deps):
             data[a.name] = folder_fingerprint(v)
-    return sha256_json({"stage": run.stage, "inputs": run.inputs, "params": read_params(params, spec.reads_for(params, run.inputs.get("method"))),
+    reads = read_params(params, spec.reads_for(params, run.inputs.get("method")))
+    return sha256_json({"stage": run.stage, "inputs": run.inputs, "params": reads,
                         "data": data, "upstream": [done.get(d) for d in run.deps]})[:16]
 
 

@@ -64,10 +64,9 @@ class Stage:
             if not inner:
                 out.append(key)
                 continue
-            cur = params
-            for part in key.split("."):
-                cur = cur[part]
-            out += [f"{key}.{k}" for k in cur if f"{key}.{k}" not in inner]
+            from drtl.runner import section  # lazy: drtl.runner imports this module
+
+            out += [f"{key}.{k}" for k in section(params, key) if f"{key}.{k}" not in inner]
         return out
 
     @property
