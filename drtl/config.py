@@ -24,8 +24,9 @@ from drtl.methods import METHOD_NAMES as METHODS  # the method registry is the o
 # The super-resolution scales the project supports, everywhere (import, validation, params, models).
 SUPPORTED_SCALES = (2, 3, 4)
 SCHEDULES = ("constant", "step", "cosine")
-# relation.similarity: the DRN's cosine, the K pairs' reproduction PSNR, or both (logits added)
-SIMILARITIES = ("drn", "reproduction", "joint")
+# relation.similarity: the DRN's cosine, the K pairs' reproduction PSNR, both (logits added), or how
+# well each family's expert restores the K pairs (drtl.stages.expert)
+SIMILARITIES = ("drn", "reproduction", "joint", "expert")
 
 DEFAULTS: dict[str, Any] = {
     "device": "cpu",
@@ -39,7 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "relation": {"drn": {"num_feat": 32, "emb_dim": 64, "reference": True, "reference_match": True}, "steps": 300, "batch_per_task": 4, "lr_patch": 32,
                  "lr": 1e-3, "temperature": 0.1, "tau": 0.05, "mix": 0.0, "top_k": 0, "weighting": True, "patches_per_image": 16,
                  "eval_per_task": 32, "seed": 0, "fitted": False, "fitted_noise": 0.0, "similarity": "drn",
-                 "tau_db": 0.5},
+                 "tau_db": 0.5, "expert": {"iterations": 400, "batch": 4, "lr_patch": 24, "lr": 5e-4,
+                                           "schedule": "cosine", "tasks_per_step": 4}},
     "pretrain": {"iterations": 200, "batch": 4, "lr_patch": 32, "lr": 2e-4, "tasks_per_step": 4,
                  "schedule": "constant", "log_every": 25, "checkpoint_every": 0, "drtl_continue": 0},
     "meta": {"iterations": 100, "lr_patch": 32, "lr": 2e-4, "inner_steps": 5, "inner_lr": 1e-2,
@@ -171,6 +173,8 @@ SCHEMA: dict[str, Spec] = {
     "relation.patches_per_image": Int(1), "relation.eval_per_task": Int(1), "relation.seed": Int(0),
     "relation.fitted": Bool(), "relation.fitted_noise": Float(0.0), "relation.similarity": Str(SIMILARITIES),
     "relation.tau_db": _POS,
+    "relation.expert.iterations": Int(1), "relation.expert.batch": Int(1), "relation.expert.lr_patch": Int(8),
+    "relation.expert.lr": _POS, "relation.expert.schedule": Str(SCHEDULES), "relation.expert.tasks_per_step": Int(1),
     "pretrain.iterations": Int(1), "pretrain.batch": Int(1), "pretrain.lr_patch": Int(8), "pretrain.lr": _POS,
     "pretrain.tasks_per_step": Int(1), "pretrain.schedule": Str(SCHEDULES), "pretrain.log_every": Int(1),
     "pretrain.checkpoint_every": Int(0), "pretrain.drtl_continue": Int(0),

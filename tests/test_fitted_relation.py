@@ -111,3 +111,43 @@ def test_joint_similarity_adds_the_two_logits(bank, tmp_path):
     a, b = "jpeg_q30", "clean_bicubic"  # two tasks with weights far from underflow
     assert np.log(w[a] / w[b]) == pytest.approx(logit[a] - logit[b], abs=1e-2)
     assert max(w, key=w.get) == logit.idxmax()
+
+
+def test_task_logits_give_each_family_its_softmax_shared_evenly():
+    from drtl.relation.weights import softmax_weights
+    from drtl.stages.expert import task_logits
+
+    fams = ["blur", "blur", "blur", "noise", "jpeg"]
+    psnr = {"blur": 30.0, "noise": 29.5, "jpeg": 29.0}
+    w = softmax_weights(task_logits(fams, psnr, 0.5), 1.0)
+    fam_w = softmax_weights(np.array([30.0, 29.5, 29.0]), 0.5)
+    assert w[:3] == pytest.approx([fam_w[0] / 3] * 3) and w[3:] == pytest.approx(fam_w[1:])
+
+
+@pytest.mark.parametrize("fitted", [False, True])
+def test_expert_relation_weighs_the_family_whose_expert_restores_the_shots(bank, tmp_path, fitted):
+    root, params = bank
+    p = load_params(None, [
+        f"outputs={root / 'out'}", f"target.pool={root / 'pool'}", f"target.test={root / 'sample' / 'test'}",
+        f"aux.hr=[{root / 'sample' / 'aux_hr'}]", f"aux.tasks=[{', '.join(TASKS)}]", "threads=1",
+        "relation.steps=10", "relation.lr_patch=16", "relation.eval_per_task=4", "relation.patches_per_image=4",
+        f"relation.fitted={str(fitted).lower()}", "relation.similarity=expert", "relation.tau_db=0.25",
+        "relation.expert.iterations=60", "relation.expert.lr_patch=16", "relation.expert.lr=0.002",
+        "experiment.shots=[2]", "experiment.seeds=[0]"])
+    metrics = relation_stage.run(p, {"synth": root / "out" / "synth"}, tmp_path / "rel")
+    w = json.loads((tmp_path / "rel" / "weights.json").read_text())["k2_s0"]
+    psnr = metrics["pair_relation"]["k2_s0"]["expert_psnr"]
+    fams = {"clean_bicubic": "blur", "iso_blur_s2.4": "blur", "gauss_noise30": "noise", "jpeg_q30": "jpeg"}
+    assert set(psnr) == {"blur", "noise", "jpeg"} | ({"fitted"} if fitted else set())
+    bank_best = max(("blur", "noise", "jpeg"), key=psnr.get)
+    assert bank_best == "blur", psnr  # the target is a blur: the blur expert restores it best
+    fam_w = {f: sum(x for n, x in w.items() if {**fams, FITTED_TASK: "fitted"}[n] == f) for f in psnr}
+    assert metrics["family_weight"]["k2_s0"] == pytest.approx(fam_w, abs=1e-4)
+    for a in psnr:  # family weights are softmax(psnr / tau_db); a family's tasks share it evenly
+        for b in psnr:
+            if fam_w[a] > 1e-9 and fam_w[b] > 1e-9:
+                assert np.log(fam_w[a] / fam_w[b]) == pytest.approx((psnr[a] - psnr[b]) / 0.25, abs=2e-2)
+    assert w["clean_bicubic"] == pytest.approx(w[TARGET])
+    assert (FITTED_TASK in w) == fitted and abs(sum(w.values()) - 1) < 1e-9
+    table = pd.read_csv(tmp_path / "rel" / "graphs" / "k2_s0" / "expert.csv")
+    assert list(table.family) == sorted(psnr, key=psnr.get, reverse=True)

@@ -20,7 +20,8 @@ CACHE_VERSION = 2  # 2: the entry key covers the content (sha256) of the auxilia
 SAMPLE_TOKEN = "@sample"
 LAYOUTS = ("auto", "paired", "city100", "realsr", "drealsr")
 # relation params that only concern the target (not the DRN): excluded from the aux entry key
-TARGET_ONLY = ("tau", "mix", "top_k", "weighting", "patches_per_image", "fitted", "fitted_noise", "similarity", "tau_db")
+TARGET_ONLY = ("tau", "mix", "top_k", "weighting", "patches_per_image", "fitted", "fitted_noise", "similarity", "tau_db",
+               "expert")
 MARKER = ".drtl-adapt.json"
 
 

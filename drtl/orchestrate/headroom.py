@@ -20,8 +20,6 @@ import pandas as pd
 
 
 def headroom(params: dict, echo=print, groups: list[str] | None = None) -> dict:
-    import torch
-
     from drtl.config import apply_threads
     from drtl.errors import ConfigError
     from drtl.io import write_text
@@ -31,8 +29,8 @@ def headroom(params: dict, echo=print, groups: list[str] | None = None) -> dict:
     from drtl.plan import relation_run, roots, synthesize_run, validate_run
     from drtl.stages.evaluate import run as evaluate
     from drtl.stages.synthesize import load_synth
-    from drtl.stages.train import _fresh_model, _samplers, finetune_run, train_config
-    from drtl.train import pretrain
+    from drtl.stages.expert import group_model
+    from drtl.stages.train import finetune_run
 
     apply_threads(params)
     r = roots(params)
@@ -55,11 +53,8 @@ def headroom(params: dict, echo=print, groups: list[str] | None = None) -> dict:
         key = sha256_json({"group": group, "pretrain": params["pretrain"], "arch": params["arch"], "scale": scale,
                            "device": params["device"], "synth": synth_key})
         if not (model_path.is_file() and key_path.is_file() and key_path.read_text() == key):
-            cfg = train_config(params["pretrain"], 0, params["device"])
-            model = _fresh_model(params["arch"], scale, 0)
-            pretrain(model, _samplers(pairs, scale, cfg.lr_patch, "pretrain"), w, cfg,
-                     tasks_per_step=params["pretrain"]["tasks_per_step"], progress=False)
-            save_model(model_path, model.cpu(), {"stage": "pretrain", "method": f"headroom_{group}"})
+            model = group_model(pairs, w, params["arch"], params["pretrain"], scale, params["device"])
+            save_model(model_path, model, {"stage": "pretrain", "method": f"headroom_{group}"})
             write_text(key_path, key)  # reused only by a run with the same budget, arch and bank
         for k in params["experiment"]["shots"]:
             for s in params["experiment"]["seeds"]:

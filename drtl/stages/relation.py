@@ -75,15 +75,23 @@ class _ShotRelation:
     drtl.relation.fitted. Per (K, seed) it also writes ``graphs/<key>/reproduction.csv``."""
 
     def __init__(self, rp: dict, synth, names: list[str], fams: list[str], scale: int, encoder, lr_patch: int,
-                 protos: np.ndarray):
+                 protos: np.ndarray, device: str = "cpu"):
         from drtl.degradations.tasks import load_tasks
 
         if synth is None or not (Path(synth) / "synth.json").is_file():
-            raise ConfigError("relation.fitted / relation.similarity=reproduction|joint need the synthesized bank "
-                              "(--synth): its tasks and training HR images")
+            raise ConfigError("relation.fitted / relation.similarity=reproduction|joint|expert need the synthesized "
+                              "bank (--synth): its tasks and training HR images")
         self.rp, self.names, self.scale, self.encoder, self.lr_patch = rp, names, scale, encoder, lr_patch
         self.tasks = load_tasks(Path(synth) / "tasks.yaml")
-        self.hrs = train_hrs(load_synth(synth, "train", [names[0]])[1][0]) if rp["fitted"] else []
+        self.experts = None
+        if rp["similarity"] == "expert":  # the family experts train on the whole bank (drtl.stages.expert)
+            from drtl.stages.expert import Experts
+
+            tasks, pairs, _ = load_synth(synth, "train")
+            self.experts = Experts(rp, tasks, pairs, scale, device)
+            self.hrs = train_hrs(pairs[0])
+        else:
+            self.hrs = train_hrs(load_synth(synth, "train", [names[0]])[1][0]) if rp["fitted"] else []
         self.fams, self.base, self.cache = fams, protos, {}
 
     @staticmethod
@@ -94,9 +102,8 @@ class _ShotRelation:
         """(task names, families, prototypes, cosines, scores, tau, info) with the fitted task appended;
         weights = softmax(scores / tau)."""
         rp, names, info = self.rp, list(self.names), {}
-        protos = None
-        psnr = None
-        if rp["similarity"] != "drn":
+        protos = fit = psnr = None
+        if rp["similarity"] in ("reproduction", "joint"):
             psnr = reproduction_scores(self.tasks, shots_k, self.scale, self.cache)
             info["best_bank_psnr"] = round(float(psnr.max()), 3)
         if rp["fitted"]:
@@ -114,7 +121,17 @@ class _ShotRelation:
                 psnr = np.append(psnr, info["fitted_psnr"])
             names.append(FITTED_TASK)
         fams = self.fams + ([FITTED_FAMILY] if protos is not None else [])
-        if psnr is None:
+        if self.experts is not None:  # each family's expert restoring the shots: softmax over families
+            from drtl.stages.expert import task_logits
+
+            fam_psnr = self.experts.scores(shots_k, fit, FITTED_FAMILY)
+            info["expert_psnr"] = {f: round(v, 3) for f, v in fam_psnr.items()}
+            score, tau = task_logits(fams, fam_psnr, float(rp["tau_db"])), 1.0
+            g = tmp / "graphs" / key
+            g.mkdir(parents=True, exist_ok=True)
+            (g / "expert.csv").write_text("family,psnr_db\n" + "".join(
+                f"{f},{v:.4f}\n" for f, v in sorted(fam_psnr.items(), key=lambda x: -x[1])))
+        elif psnr is None:
             score, tau = sims, float(rp["tau"])
         elif rp["similarity"] == "reproduction":
             score, tau = psnr, float(rp["tau_db"])
@@ -172,7 +189,8 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
             (tmp / "drn_eval.json").write_text(json.dumps({**ev, "tasks": names, "history": {
                 "loss": hist["loss"], "accuracy": hist["accuracy"]}}, indent=1) + "\n")
         weights, top, best_cos, extra = {}, {}, {}, {}
-        ctx = _ShotRelation(rp, synth, names, fams, scale, encoder, lr_patch, protos) if _ShotRelation.needed(rp) else None
+        ctx = (_ShotRelation(rp, synth, names, fams, scale, encoder, lr_patch, protos, device)
+               if _ShotRelation.needed(rp) else None)
         for k in shots:
             for s in seeds:
                 key = run_key(k, s)

@@ -1,0 +1,92 @@
+"""The expert relation (``relation.similarity: expert``): which family's pre-training restores the
+K shots best.
+
+The DRN's cosine measures how the target *looks* next to each task; what DRTL needs is which tasks
+*transfer*. The expert relation measures that directly, at the cost of a few small trainings:
+
+- one **expert** per task family, pre-trained from fresh weights on that family's tasks alone
+  (:data:`EXPERT_ARCH`, the recipe ``relation.expert``), once per relation run (the bank's
+  families do not depend on the target);
+- the camera-fitted task (``relation.fitted``), a family of its own, gets an expert trained on its
+  pairs for each (K, seed);
+- per (K, seed) every expert super-resolves the LR of the K shots; its score is the mean PSNR-Y
+  (border = scale) against their HR. The test pairs are never read;
+- family weights ``softmax(psnr / tau_db)``, shared evenly by the family's tasks: a task's logit
+  is ``psnr_f / tau_db - log(n_f)``.
+
+The experts are the headroom's family models at the probe's budget (``drtl headroom``,
+:func:`group_model`); the relation asks the same question as the headroom without fine-tuning or
+test pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+
+EXPERT_ARCH = {"name": "edsr_tiny"}  # the probe's network, whatever arch the table trains
+
+
+def group_model(pairs, weights, arch: dict, section: dict, scale: int, device: str, seed: int = 0,
+                what: str = "pretrain"):
+    """A model pre-trained from fresh weights on the bank's ``pairs`` (one list per task) with fixed
+    task ``weights`` (1 on a family, 0 elsewhere; all 1 = the uniform mixture), with the budget of
+    the params ``section`` (``iterations``, ``batch``, ``lr_patch``, ``lr``, ``schedule``,
+    ``tasks_per_step``). On the CPU, in eval mode."""
+    from drtl.stages.train import _fresh_model, _samplers, train_config
+    from drtl.train import pretrain
+
+    cfg = train_config(section, seed, device)
+    model = _fresh_model(arch, scale, seed)
+    pretrain(model, _samplers(pairs, scale, cfg.lr_patch, what), list(weights), cfg,
+             tasks_per_step=int(section["tasks_per_step"]), progress=False)
+    return model.cpu().eval()
+
+
+def shot_psnr(model, shots, scale: int, device: str = "cpu") -> float:
+    """Mean PSNR-Y (border = scale) of ``model``'s SR of the (name, lr, hr) shots' LR."""
+    from drtl.metrics import psnr
+    from drtl.upscale import upscale_image
+
+    return float(np.mean([psnr(upscale_image(model, lr, device=device), hr, crop_border=scale)
+                          for _, lr, hr in shots]))
+
+
+class Experts:
+    """The family experts of one relation run; :meth:`scores` per (K, seed)."""
+
+    def __init__(self, rp: dict, tasks, pairs, scale: int, device: str):
+        self.section, self.seed = dict(rp["expert"]), int(rp["seed"])
+        self.fams = [t.family for t in tasks]
+        self.pairs, self.scale, self.device = pairs, scale, device
+        self.models: dict = {}
+
+    def _train(self) -> None:
+        """The bank's experts, once (a progress bar on a terminal: one pre-training per family)."""
+        from drtl.progress import progress
+
+        for family in progress(list(dict.fromkeys(self.fams)), desc="expert relation: family experts"):
+            w = [1.0 if f == family else 0.0 for f in self.fams]
+            self.models[family] = group_model(self.pairs, w, EXPERT_ARCH, self.section, self.scale, self.device,
+                                              self.seed, "relation.expert")
+
+    def scores(self, shots, fitted_pairs=None, fitted_family: str = "fitted") -> dict[str, float]:
+        """{family: the family expert's mean PSNR-Y on the shots}; with ``fitted_pairs`` (the fitted
+        task's (lr, hr) pairs, made for these shots) its expert is trained and scored too."""
+        if not self.models:
+            self._train()
+        out = {f: shot_psnr(m, shots, self.scale, self.device) for f, m in self.models.items()}
+        if fitted_pairs is not None:
+            fit = group_model([fitted_pairs], [1.0], EXPERT_ARCH, self.section, self.scale, self.device, self.seed,
+                              "relation.expert")
+            out[fitted_family] = shot_psnr(fit, shots, self.scale, self.device)
+        return out
+
+
+def task_logits(families: list[str], family_psnr: dict[str, float], tau_db: float) -> np.ndarray:
+    """Per task ``psnr_f / tau_db - log(n_f)``: softmax over the tasks gives each family
+    ``softmax(psnr / tau_db)``, shared evenly by its tasks."""
+    n = Counter(families)
+    return np.array([family_psnr[f] / float(tau_db) - math.log(n[f]) for f in families], dtype=np.float64)
