@@ -151,3 +151,5 @@ def test_expert_relation_weighs_the_family_whose_expert_restores_the_shots(bank,
     assert (FITTED_TASK in w) == fitted and abs(sum(w.values()) - 1) < 1e-9
     table = pd.read_csv(tmp_path / "rel" / "graphs" / "k2_s0" / "expert.csv")
     assert list(table.family) == sorted(psnr, key=psnr.get, reverse=True)
+    ranking = pd.read_csv(tmp_path / "rel" / "graphs" / "k2_s0" / "ranking.csv").set_index("task")
+    assert ranking.loc[TARGET, "similarity"] == pytest.approx(psnr["blur"], abs=1e-3)  # shown in dB

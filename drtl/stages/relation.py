@@ -99,8 +99,9 @@ class _ShotRelation:
         return bool(rp["fitted"]) or rp["similarity"] != "drn"
 
     def __call__(self, tmp: Path, key: str, shots_k, seed: int, emb, sims):
-        """(task names, families, prototypes, cosines, scores, tau, info) with the fitted task appended;
-        weights = softmax(scores / tau)."""
+        """(task names, families, prototypes, cosines, scores, tau, info, shown) with the fitted task
+        appended; weights = softmax(scores / tau); ``shown``: each task's similarity in the ranking
+        table (the scores, or with the expert relation its family expert's PSNR)."""
         rp, names, info = self.rp, list(self.names), {}
         protos = fit = psnr = None
         if rp["similarity"] in ("reproduction", "joint"):
@@ -127,6 +128,7 @@ class _ShotRelation:
             fam_psnr = self.experts.scores(shots_k, fit, FITTED_FAMILY)
             info["expert_psnr"] = {f: round(v, 3) for f, v in fam_psnr.items()}
             score, tau = task_logits(fams, fam_psnr, float(rp["tau_db"])), 1.0
+            shown = np.array([fam_psnr[f] for f in fams])
             g = tmp / "graphs" / key
             g.mkdir(parents=True, exist_ok=True)
             (g / "expert.csv").write_text("family,psnr_db\n" + "".join(
@@ -143,7 +145,7 @@ class _ShotRelation:
             rows = ["task,family,psnr_db,cosine"] + [f"{n},{f},{p:.4f},{c:.4f}" for n, f, p, c in zip(names, fams, psnr, sims)]
             (g / "reproduction.csv").write_text("\n".join(rows) + "\n")
         protos = self.base if protos is None else np.vstack([self.base, protos[None]])
-        return names, fams, protos, sims, score, tau, info
+        return names, fams, protos, sims, score, tau, info, (shown if self.experts is not None else score)
 
 
 def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, shots: list[int], seeds: list[int],
@@ -200,8 +202,10 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
                 sims = similarities(emb, protos)
                 best_cos[key] = round(float(np.max(sims)), 4)
                 t_names, t_fams, t_protos, score, tau = names, fams, protos, sims, float(rp["tau"])
+                shown = score
                 if ctx is not None:  # the fitted task and / or the reproduction relation (drtl.relation.fitted)
-                    t_names, t_fams, t_protos, sims, score, tau, extra[key] = ctx(tmp, key, shots_k, s, emb, sims)
+                    t_names, t_fams, t_protos, sims, score, tau, extra[key], shown = ctx(tmp, key, shots_k, s, emb,
+                                                                                         sims)
                 w = (shape_weights(softmax_weights(score, tau), float(rp["mix"]), int(rp["top_k"]))
                      if rp["weighting"] else uniform_weights(len(t_names)))
                 weights[key] = {n: float(x) for n, x in zip(t_names, w)}
@@ -209,7 +213,7 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
                     extra[key]["fitted_weight"] = round(weights[key][FITTED_TASK], 4)
                 g = tmp / "graphs" / key
                 export_graph(build_graph(t_names, t_fams, t_protos, emb, float(rp["tau"]), weights=w), g)
-                table = ranking_table(t_names, t_fams, score, w)
+                table = ranking_table(t_names, t_fams, shown, w)
                 table.to_csv(g / "ranking.csv", index=False)
                 plot_weights(t_names, w, g / "weights.png", title=f"relation weights, K={k}, seed {s}", families=t_fams)
                 top[key] = table["task"].head(3).tolist()
