@@ -26,12 +26,11 @@ from relation_vs_headroom import family_psnr, score  # noqa: E402
 
 
 def zero_shot(model_path: Path, shots, scale: int) -> float:
-    from drtl.metrics import psnr
+    """The expert relation's own score (drtl.stages.expert.shot_psnr) of a headroom model."""
     from drtl.modelio import load_model
-    from drtl.upscale import upscale_image
+    from drtl.stages.expert import shot_psnr
 
-    net, _ = load_model(model_path, expect_scale=scale)
-    return float(np.mean([psnr(upscale_image(net, lr), hr, crop_border=scale) for _, lr, hr in shots]))
+    return shot_psnr(load_model(model_path, expect_scale=scale)[0], shots, scale)
 
 
 def main() -> None:

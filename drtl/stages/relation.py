@@ -69,6 +69,13 @@ def _check_synth(synth: str | Path, names: list[str], scale: int, drn: str | Pat
         raise ConfigError(f"{drn}: its tasks are not those of {synth}; train the DRN on these tasks")
 
 
+def _graph_csv(tmp: Path, key: str, name: str, lines: list[str]) -> None:
+    """``graphs/<key>/<name>``: a small CSV of one (K, seed)'s relation, header first."""
+    g = tmp / "graphs" / key
+    g.mkdir(parents=True, exist_ok=True)
+    (g / name).write_text("\n".join(lines) + "\n")
+
+
 class _ShotRelation:
     """What the K pairs add to the DRN's relation: the camera-fitted task (``relation.fitted``) and
     the reproduction similarity (``relation.similarity``: ``reproduction`` or ``joint``); see
@@ -129,10 +136,8 @@ class _ShotRelation:
             info["expert_psnr"] = {f: round(v, 3) for f, v in fam_psnr.items()}
             score, tau = task_logits(fams, fam_psnr, float(rp["tau_db"])), 1.0
             shown = np.array([fam_psnr[f] for f in fams])
-            g = tmp / "graphs" / key
-            g.mkdir(parents=True, exist_ok=True)
-            (g / "expert.csv").write_text("family,psnr_db\n" + "".join(
-                f"{f},{v:.4f}\n" for f, v in sorted(fam_psnr.items(), key=lambda x: -x[1])))
+            _graph_csv(tmp, key, "expert.csv", ["family,psnr_db"] + [
+                f"{f},{v:.4f}" for f, v in sorted(fam_psnr.items(), key=lambda x: -x[1])])
         elif psnr is None:
             score, tau = sims, float(rp["tau"])
         elif rp["similarity"] == "reproduction":
@@ -140,10 +145,8 @@ class _ShotRelation:
         else:  # joint: a task must reproduce the shots in pixels and look like them to the DRN
             score, tau = psnr / float(rp["tau_db"]) + sims / float(rp["tau"]), 1.0
         if psnr is not None:
-            g = tmp / "graphs" / key
-            g.mkdir(parents=True, exist_ok=True)
-            rows = ["task,family,psnr_db,cosine"] + [f"{n},{f},{p:.4f},{c:.4f}" for n, f, p, c in zip(names, fams, psnr, sims)]
-            (g / "reproduction.csv").write_text("\n".join(rows) + "\n")
+            _graph_csv(tmp, key, "reproduction.csv", ["task,family,psnr_db,cosine"] + [
+                f"{n},{f},{p:.4f},{c:.4f}" for n, f, p, c in zip(names, fams, psnr, sims)])
         protos = self.base if protos is None else np.vstack([self.base, protos[None]])
         return names, fams, protos, sims, score, tau, info, (shown if self.experts is not None else score)
 
