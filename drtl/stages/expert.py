@@ -14,9 +14,9 @@ The DRN's cosine measures how the target *looks* next to each task; what DRTL ne
 - family weights ``softmax(psnr / tau_db)``, shared evenly by the family's tasks: a task's logit
   is ``psnr_f / tau_db - log(n_f)``.
 
-The experts are the headroom's family models at the probe's budget (``drtl headroom``,
-:func:`group_model`); the relation asks the same question as the headroom without fine-tuning or
-test pairs.
+The experts are the headroom's family models at the probe's budget (``drtl headroom``; both use
+:func:`drtl.stages.train.group_model`); the relation asks the same question as the headroom without
+fine-tuning or test pairs.
 """
 
 from __future__ import annotations
@@ -26,23 +26,9 @@ from collections import Counter
 
 import numpy as np
 
+from drtl.stages.train import group_model
+
 EXPERT_ARCH = {"name": "edsr_tiny"}  # the probe's network, whatever arch the table trains
-
-
-def group_model(pairs, weights, arch: dict, section: dict, scale: int, device: str, seed: int = 0,
-                what: str = "pretrain"):
-    """A model pre-trained from fresh weights on the bank's ``pairs`` (one list per task) with fixed
-    task ``weights`` (1 on a family, 0 elsewhere; all 1 = the uniform mixture), with the budget of
-    the params ``section`` (``iterations``, ``batch``, ``lr_patch``, ``lr``, ``schedule``,
-    ``tasks_per_step``). On the CPU, in eval mode."""
-    from drtl.stages.train import _fresh_model, _samplers, train_config
-    from drtl.train import pretrain
-
-    cfg = train_config(section, seed, device)
-    model = _fresh_model(arch, scale, seed)
-    pretrain(model, _samplers(pairs, scale, cfg.lr_patch, what), list(weights), cfg,
-             tasks_per_step=int(section["tasks_per_step"]), progress=False)
-    return model.cpu().eval()
 
 
 def shot_psnr(model, shots, scale: int, device: str = "cpu") -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -76,6 +77,21 @@ def _graph_csv(tmp: Path, key: str, name: str, lines: list[str]) -> None:
     (g / name).write_text("\n".join(lines) + "\n")
 
 
+class _Relation(NamedTuple):
+    """One (K, seed)'s relation: weights = softmax(score / tau) over ``names``; ``shown`` is each
+    task's similarity in the ranking table (the scores, or with the expert relation its family
+    expert's PSNR); ``info`` goes to ``relation.json``'s ``pair_relation``."""
+
+    names: list
+    fams: list
+    protos: np.ndarray
+    sims: np.ndarray
+    score: np.ndarray
+    tau: float
+    info: dict
+    shown: np.ndarray
+
+
 class _ShotRelation:
     """What the K pairs add to the DRN's relation: the camera-fitted task (``relation.fitted``) and
     the reproduction similarity (``relation.similarity``: ``reproduction`` or ``joint``); see
@@ -105,10 +121,8 @@ class _ShotRelation:
     def needed(rp: dict) -> bool:
         return bool(rp["fitted"]) or rp["similarity"] != "drn"
 
-    def __call__(self, tmp: Path, key: str, shots_k, seed: int, emb, sims):
-        """(task names, families, prototypes, cosines, scores, tau, info, shown) with the fitted task
-        appended; weights = softmax(scores / tau); ``shown``: each task's similarity in the ranking
-        table (the scores, or with the expert relation its family expert's PSNR)."""
+    def __call__(self, tmp: Path, key: str, shots_k, seed: int, emb, sims) -> _Relation:
+        """The relation of these shots, with the fitted task appended when ``relation.fitted``."""
         rp, names, info = self.rp, list(self.names), {}
         protos = fit = psnr = None
         if rp["similarity"] in ("reproduction", "joint"):
@@ -148,7 +162,7 @@ class _ShotRelation:
             _graph_csv(tmp, key, "reproduction.csv", ["task,family,psnr_db,cosine"] + [
                 f"{n},{f},{p:.4f},{c:.4f}" for n, f, p, c in zip(names, fams, psnr, sims)])
         protos = self.base if protos is None else np.vstack([self.base, protos[None]])
-        return names, fams, protos, sims, score, tau, info, (shown if self.experts is not None else score)
+        return _Relation(names, fams, protos, sims, score, tau, info, shown if self.experts is not None else score)
 
 
 def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, shots: list[int], seeds: list[int],
@@ -204,19 +218,19 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
                                    hr_images=[hr for _, _, hr in shots_k])
                 sims = similarities(emb, protos)
                 best_cos[key] = round(float(np.max(sims)), 4)
-                t_names, t_fams, t_protos, score, tau = names, fams, protos, sims, float(rp["tau"])
-                shown = score
+                r = _Relation(names, fams, protos, sims, sims, float(rp["tau"]), {}, sims)
                 if ctx is not None:  # the fitted task and / or the reproduction relation (drtl.relation.fitted)
-                    t_names, t_fams, t_protos, sims, score, tau, extra[key], shown = ctx(tmp, key, shots_k, s, emb,
-                                                                                         sims)
-                w = (shape_weights(softmax_weights(score, tau), float(rp["mix"]), int(rp["top_k"]))
+                    r = ctx(tmp, key, shots_k, s, emb, sims)
+                    extra[key] = r.info
+                t_names, t_fams = r.names, r.fams
+                w = (shape_weights(softmax_weights(r.score, r.tau), float(rp["mix"]), int(rp["top_k"]))
                      if rp["weighting"] else uniform_weights(len(t_names)))
                 weights[key] = {n: float(x) for n, x in zip(t_names, w)}
                 if FITTED_TASK in weights[key]:
                     extra[key]["fitted_weight"] = round(weights[key][FITTED_TASK], 4)
                 g = tmp / "graphs" / key
-                export_graph(build_graph(t_names, t_fams, t_protos, emb, float(rp["tau"]), weights=w), g)
-                table = ranking_table(t_names, t_fams, shown, w)
+                export_graph(build_graph(t_names, t_fams, r.protos, emb, float(rp["tau"]), weights=w), g)
+                table = ranking_table(t_names, t_fams, r.shown, w)
                 table.to_csv(g / "ranking.csv", index=False)
                 plot_weights(t_names, w, g / "weights.png", title=f"relation weights, K={k}, seed {s}", families=t_fams)
                 top[key] = table["task"].head(3).tolist()

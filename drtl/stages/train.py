@@ -103,6 +103,19 @@ def _aux_tasks(stage: str, method: str, synth, relation_dir, shots, seed):
     return with_fitted(names, pairs, w, relation_dir, run_key(shots, seed), seed)
 
 
+def group_model(pairs, weights, arch: dict, section: dict, scale: int, device: str, seed: int = 0,
+                what: str = "pretrain"):
+    """A model pre-trained from fresh weights on the bank's ``pairs`` (one list per task) with fixed
+    task ``weights`` (1 on a family, 0 elsewhere; all 1 = the uniform mixture), with the budget of
+    the params ``section`` (``iterations``, ``batch``, ``lr_patch``, ``lr``, ``schedule``,
+    ``tasks_per_step``). On the CPU, in eval mode."""
+    cfg = train_config(section, seed, device)
+    model = _fresh_model(arch, scale, seed)
+    pretrain(model, _samplers(pairs, scale, cfg.lr_patch, what), list(weights), cfg,
+             tasks_per_step=int(section["tasks_per_step"]), progress=False)
+    return model.cpu().eval()
+
+
 def pretrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int, section: dict, seed: int,
                  shots: int | None = None, device: str = "cpu", on_log=None, init=None) -> dict:
     """Multi-task pre-training on the auxiliary tasks; ``method`` is 'uniform', 'drtl' or 'more'
