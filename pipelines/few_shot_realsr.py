@@ -18,8 +18,8 @@ What is fixed when compiling, what is chosen per run:
 
 - *compile time* (``build_pipeline(params)``, ``drtl-kfp compile --params``): the params, the
   methods (``experiment.methods``), the image and the cluster settings. Each task gets only the
-  params its stage reads (:attr:`drtl.stages.Stage.reads`), so Kubeflow's cache re-runs exactly
-  the tasks a param change touches.
+  params its stage's variant reads (:meth:`drtl.stages.Stage.reads_for`), so Kubeflow's cache
+  re-runs exactly the tasks a param change touches.
 - *run time* (pipeline parameters): ``data`` (``sample``, a dataset folder, or
   ``s3://bucket/prefix``), ``sample`` (JSON kwargs of ``make_sample``), ``cells`` (the sweep;
   default: ``experiment.shots x experiment.seeds`` of the compiled params) and
@@ -98,16 +98,20 @@ def _dotted_copy(src: dict, dst: dict, dotted: str) -> None:
     d[parts[-1]] = copy.deepcopy(cur)
 
 
-def stage_params(p: dict, stage: str, device: str | None = None, threads: int | None = None) -> str:
-    """The params a stage reads (its ``reads`` and ``param_paths``, plus ``device``, ``threads`` and
-    ``tracking``), as the JSON string the component takes. ``threads`` (torch intra-op threads)
-    replaces an unset ``params.threads``: on a cluster torch would otherwise start one thread per
-    *node* core and be throttled by the pod's CPU limit."""
+def stage_params(p: dict, stage: str, device: str | None = None, threads: int | None = None,
+                 method: str | None = None) -> str:
+    """The params a run of ``stage`` (its ``--method`` variant ``method``) reads: what
+    :meth:`drtl.stages.Stage.reads_for` gives (the cache key of the CLI and DVC too) and the stage's
+    ``param_paths``, plus ``device``, ``threads`` and ``tracking``; as the JSON string the component
+    takes, so that Kubeflow's cache, keyed by the task's inputs, re-runs a variant only when a
+    param it reads changes. ``threads`` (torch intra-op threads) replaces an unset
+    ``params.threads``: on a cluster torch would otherwise start one thread per *node* core and be
+    throttled by the pod's CPU limit."""
     from drtl.stages import get_stage
 
     spec = get_stage(stage)
     out: dict = {}
-    for key in (*spec.reads, *spec.param_paths, "device", "threads", "tracking"):
+    for key in (*spec.reads_for(p, method), *spec.param_paths, "device", "threads", "tracking"):
         _dotted_copy(p, out, key)
     if device is not None:
         out["device"] = device
@@ -175,7 +179,9 @@ def build_pipeline(params: dict | None = None, gpu: bool = True, kubernetes: boo
             return "cuda" if gpu else p["device"]
         return "cpu" if kubernetes else p["device"]
 
-    sec = {s: stage_params(p, s, device(s), limit[_KIND[s]]) for s in _KIND}
+    def sec(stage: str, method: str | None = None) -> str:
+        return stage_params(p, stage, device(stage), limit[_KIND[stage]], method)
+
     sweep = default_cells(p)
 
     def conf(task, stage, label, cache=True):
@@ -189,7 +195,7 @@ def build_pipeline(params: dict | None = None, gpu: bool = True, kubernetes: boo
         parent = conf(start_tracking(tracking=json.dumps(p["tracking"], sort_keys=True),
                                      tracking_uri=mlflow_tracking_uri), "tracking", "start tracking", cache=False)
         track = {"tracking_uri": mlflow_tracking_uri, "parent_run_id": parent.output}
-        prep = conf(run_stage(stage="prepare", params=sec["prepare"], name="data", source=data, sample=sample,
+        prep = conf(run_stage(stage="prepare", params=sec("prepare"), name="data", source=data, sample=sample,
                               **track), "prepare", "prepare data")
         dataset = prep.outputs["out"]
         tasks: dict = {}
@@ -211,7 +217,7 @@ def build_pipeline(params: dict | None = None, gpu: bool = True, kubernetes: boo
                     kw[key] = v
             if any(slot == "dataset" for slot, _ in links.values()) or get_stage(run.stage).param_paths:
                 kw["dataset"] = dataset  # only tasks that read the data (a cluster downloads input artifacts)
-            t = run_stage(stage=run.stage, params=sec[run.stage], name=run.name, links=json.dumps(links),
+            t = run_stage(stage=run.stage, params=sec(run.stage, run.inputs.get("method")), name=run.name, links=json.dumps(links),
                           **kw, **extra, **track)
             for d in run.deps if after else ():  # order without a data link (synthesize after validate)
                 t.after(tasks[d][0])

@@ -108,13 +108,22 @@ def test_compiled_dag_follows_the_plan(compiled):
     for _, stage, t, _ in _stage_tasks(spec):
         if stage in ("relation", "report"):
             assert t["inputs"]["parameters"]["cells"]["componentInputParameter"] == "cells"
-    # each task gets only the params its stage reads (the cache re-runs exactly what a change touches)
+    # each task gets only the params its stage's variant reads (the cache re-runs exactly what a
+    # change touches): the uniform pre-training does not get meta.* or pretrain.drtl_continue
+    from drtl.config import load_params
     from drtl.stages import get_stage
 
+    full, seen = load_params(TINY), {}
     for _, stage, t, _ in _stage_tasks(spec):
-        p = json.loads(_const(t, "params"))
-        tops = {k.split(".")[0] for k in (*get_stage(stage).reads, *get_stage(stage).param_paths)}
-        assert set(p) - {"device", "threads", "tracking"} == tops - {"device"}, stage
+        p, method = json.loads(_const(t, "params")), _const(t, "method") or None
+        spec_ = get_stage(stage)
+        tops = {k.split(".")[0] for k in (*spec_.reads_for(full, method), *spec_.param_paths)}
+        assert set(p) - {"device", "threads", "tracking"} == tops - {"device"}, (stage, method)
+        seen[(stage, method)] = p
+    uniform, drtl = seen[("pretrain", "uniform")], seen[("pretrain", "drtl")]
+    assert "meta" not in uniform and "drtl_continue" not in uniform["pretrain"]
+    assert "meta" not in drtl and drtl["pretrain"]["drtl_continue"] == full["pretrain"]["drtl_continue"]
+    assert {k: v for k, v in drtl["pretrain"].items() if k != "drtl_continue"} == uniform["pretrain"]
 
 
 def test_no_method_names_outside_the_registry():
