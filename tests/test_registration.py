@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from drtl.cli import main
-from drtl.data.registration import FAIL_SHIFT_PX, WARN_SHIFT_PX, check_pair, verdict
+from drtl.data.registration import FAIL_CORRELATION, FAIL_SHIFT_PX, WARN_SHIFT_PX, check_pair, verdict
 from drtl.degradations.resize import imresize
 from tests.conftest import save, shared_dataset
 
@@ -63,6 +63,8 @@ def test_shifted_lr_warns_at_import_and_fails_validation(tmp_path, capsys):
     assert len(errors) == 1 and "lr_shift_px" in errors[0] and "LR/a.png" in errors[0]
     pair = json.loads(rep.read_text())["registration"]["pairs"]["a"]
     assert pair["shift_x"] == pytest.approx(2.0, abs=0.2) and pair["shift_px"] > FAIL_SHIFT_PX
+    # the one line says by how much and what the rule is
+    assert f"LR/a.png ({pair['shift_px']:.2f} HR px) [shifts over {FAIL_SHIFT_PX} HR px" in errors[0]
 
 
 def test_unrelated_lr_fails_validation(tmp_path, capsys):
@@ -74,8 +76,11 @@ def test_unrelated_lr_fails_validation(tmp_path, capsys):
     assert main(["data", "import", "set5", str(_set5(tmp_path, hr, imresize(other, scale=0.5))), str(dst),
                  "--scale", "2"]) == 0
     assert "misregistered" in capsys.readouterr().err
-    assert main(["data", "validate", str(dst), "--scale", "2"]) == 2
-    assert "LR/a.png" in capsys.readouterr().err
+    assert main(["data", "validate", str(dst), "--scale", "2", "--report", str(tmp_path / "rep.json")]) == 2
+    err = capsys.readouterr().err
+    corr = json.loads((tmp_path / "rep.json").read_text())["registration"]["pairs"]["a"]["correlation"]
+    assert corr < FAIL_CORRELATION and f"LR/a.png (correlation {corr:.3f}) [correlation with the HR under" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.shared_data

@@ -126,6 +126,15 @@ def _suite(test_hashes: list[str] | None):
     return exps
 
 
+# registration columns: how a failing value reads in the one-line error (value, then the rule)
+_MEASURED = {
+    "lr_shift_px": ("{:.2f} HR px", f"shifts over {FAIL_SHIFT_PX} HR px: crop or register each LR to its HR"),
+    "lr_correlation": ("correlation {:.3f}", f"correlation with the HR under {FAIL_CORRELATION}: the LR is not a "
+                       "low-resolution view of its HR; a wrong or shifted pair, or a degradation that leaves too "
+                       "little of the image"),
+}
+
+
 def _describe(exp_type: str, kwargs: dict) -> str:
     cols = [str(kwargs[k]) for k in ("column", "column_A", "column_B") if k in kwargs]
     return f"{exp_type}({', '.join(cols)})" if cols else exp_type
@@ -166,7 +175,11 @@ def validate_folder(root: str | os.PathLike, scale: int, test_root: str | os.Pat
         if col.startswith("hr_height") or col.startswith("hr_width"):
             file_col = "lr_file"  # a size mismatch is blamed on the LR file
         files = sorted({str(facts.loc[i, file_col]) for i in idx if i in facts.index})
-        failures.append({"expectation": _describe(cfg.type, cfg.kwargs), "files": files})
+        failure = {"expectation": _describe(cfg.type, cfg.kwargs), "files": files}
+        if col in _MEASURED:
+            shown = {str(facts.loc[i, file_col]): float(facts.loc[i, col]) for i in idx if i in facts.index}
+            failure["values"] = [shown[f] for f in files]
+        failures.append(failure)
     reg = {}
     for _, r in facts.iterrows():
         if not r["registration_checked"]:
@@ -187,7 +200,14 @@ def validate_folder(root: str | os.PathLike, scale: int, test_root: str | os.Pat
 def summarize(report: dict) -> str:
     parts = []
     for f in report["failures"]:
-        files = ", ".join(f["files"][:5]) + (" ..." if len(f["files"]) > 5 else "")
+        names = f["files"]
+        column = f["expectation"].partition("(")[2].rstrip(")")
+        if "values" in f and column in _MEASURED:
+            fmt, rule = _MEASURED[column]
+            names = [f"{n} ({fmt.format(v)})" for n, v in zip(names, f["values"])]
+        files = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+        if "values" in f and column in _MEASURED:
+            files += f" [{rule}]"
         parts.append(f"{f['expectation']}: {files}" if files else f["expectation"])
     return f"{report['root']} fails validation: " + "; ".join(parts)
 
