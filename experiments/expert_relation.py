@@ -43,7 +43,7 @@ def adapted(model_path: Path, shots, scale: int, section: dict, seed: int) -> fl
     ``finetune`` recipe (best weights kept on the held-out bottom strips, as the finetune stage
     does), then PSNR-Y on those strips. What DRTL needs is the model that transfers *after*
     fine-tuning; a zero-shot score also rewards a model that merely does little harm."""
-    from drtl.data.patches import PairSampler, split_rows
+    from drtl.data.patches import PairSampler, split_rows, strip_cut
     from drtl.modelio import load_model
     from drtl.stages.expert import shot_psnr
     from drtl.stages.train import train_config
@@ -51,10 +51,8 @@ def adapted(model_path: Path, shots, scale: int, section: dict, seed: int) -> fl
 
     frac, cfg = float(section["val_fraction"]), train_config(section, seed, "cpu")
     train, val = split_rows([(lr, hr) for _, lr, hr in shots], scale, frac, cfg.lr_patch)
-    strips = []
-    for name, lr, hr in shots:
-        cut = lr.shape[0] - int(round(lr.shape[0] * frac))
-        strips.append((name, lr[cut:], hr[cut * scale:]))
+    cuts = [(name, lr, hr, strip_cut(lr.shape[0], frac, cfg.lr_patch)) for name, lr, hr in shots]
+    strips = [(name, lr[cut:], hr[cut * scale:]) for name, lr, hr, cut in cuts if cut is not None]
     model = load_model(model_path, expect_scale=scale)[0]
     finetune(model, PairSampler(train, scale, cfg.lr_patch), cfg, val=val,
              eval_every=int(section.get("eval_every", 5)))

@@ -217,8 +217,8 @@ def build_pipeline(params: dict | None = None, gpu: bool = True, kubernetes: boo
                     kw[key] = v
             if any(slot == "dataset" for slot, _ in links.values()) or get_stage(run.stage).param_paths:
                 kw["dataset"] = dataset  # only tasks that read the data (a cluster downloads input artifacts)
-            t = run_stage(stage=run.stage, params=sec(run.stage, run.inputs.get("method")), name=run.name, links=json.dumps(links),
-                          **kw, **extra, **track)
+            t = run_stage(stage=run.stage, params=sec(run.stage, run.inputs.get("method")), name=run.name,
+                          links=json.dumps(links), **kw, **extra, **track)
             for d in run.deps if after else ():  # order without a data link (synthesize after validate)
                 t.after(tasks[d][0])
             tasks[run.id] = (conf(t, run.stage, f"{run.stage} {run.name}"), run.out)

@@ -80,6 +80,13 @@ class PairSampler:
         return self.sample(batch, gen)[0]
 
 
+def strip_cut(rows: int, fraction: float, min_rows: int) -> int | None:
+    """The first held-out LR row of a pair with ``rows`` LR rows (:func:`split_rows`), or None when
+    the pair gives no validation strip (``fraction`` 0, or a top part under ``min_rows``)."""
+    cut = rows - int(round(rows * fraction))
+    return None if fraction <= 0 or cut < min_rows or cut >= rows else cut
+
+
 def split_rows(pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int, fraction: float, min_rows: int):
     """Hold out the bottom ``fraction`` of every pair's LR rows (and the matching HR rows) for
     validation: returns ``(train_pairs, val)`` with ``val`` a list of (lr, hr) NCHW float32 tensors.
@@ -87,9 +94,8 @@ def split_rows(pairs: Sequence[tuple[np.ndarray, np.ndarray]], scale: int, fract
     all its rows for training and gives no validation strip; ``fraction`` 0 gives no validation."""
     train, val = [], []
     for lr, hr in pairs:
-        h = lr.shape[0]
-        cut = h - int(round(h * fraction))
-        if fraction <= 0 or cut < min_rows or cut >= h:
+        cut = strip_cut(lr.shape[0], fraction, min_rows)
+        if cut is None:
             train.append((lr, hr))
             continue
         train.append((lr[:cut], hr[: cut * scale]))

@@ -174,11 +174,10 @@ def validate_folder(root: str | os.PathLike, scale: int, test_root: str | os.Pat
         file_col = "lr_file" if col.startswith("lr_") else "hr_file"
         if col.startswith("hr_height") or col.startswith("hr_width"):
             file_col = "lr_file"  # a size mismatch is blamed on the LR file
-        files = sorted({str(facts.loc[i, file_col]) for i in idx if i in facts.index})
-        failure = {"expectation": _describe(cfg.type, cfg.kwargs), "files": files}
-        if col in _MEASURED:
-            shown = {str(facts.loc[i, file_col]): float(facts.loc[i, col]) for i in idx if i in facts.index}
-            failure["values"] = [shown[f] for f in files]
+        rows = {str(facts.loc[i, file_col]): i for i in idx if i in facts.index}
+        failure = {"expectation": _describe(cfg.type, cfg.kwargs), "files": sorted(rows)}
+        if col in _MEASURED:  # the failing values, for the one-line error
+            failure.update(column=col, values=[float(facts.loc[rows[f], col]) for f in failure["files"]])
         failures.append(failure)
     reg = {}
     for _, r in facts.iterrows():
@@ -200,14 +199,9 @@ def validate_folder(root: str | os.PathLike, scale: int, test_root: str | os.Pat
 def summarize(report: dict) -> str:
     parts = []
     for f in report["failures"]:
-        names = f["files"]
-        column = f["expectation"].partition("(")[2].rstrip(")")
-        if "values" in f and column in _MEASURED:
-            fmt, rule = _MEASURED[column]
-            names = [f"{n} ({fmt.format(v)})" for n, v in zip(names, f["values"])]
-        files = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
-        if "values" in f and column in _MEASURED:
-            files += f" [{rule}]"
+        fmt, rule = _MEASURED.get(f.get("column"), (None, None))
+        names = [f"{n} ({fmt.format(v)})" for n, v in zip(f["files"], f["values"])] if fmt else f["files"]
+        files = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "") + (f" [{rule}]" if rule and names else "")
         parts.append(f"{f['expectation']}: {files}" if files else f["expectation"])
     return f"{report['root']} fails validation: " + "; ".join(parts)
 

@@ -29,8 +29,7 @@ def headroom(params: dict, echo=print, groups: list[str] | None = None) -> dict:
     from drtl.plan import relation_run, roots, synthesize_run, validate_run
     from drtl.stages.evaluate import run as evaluate
     from drtl.stages.synthesize import load_synth
-    from drtl.stages.train import group_model
-    from drtl.stages.train import finetune_run
+    from drtl.stages.train import finetune_run, group_model
 
     apply_threads(params)
     r = roots(params)

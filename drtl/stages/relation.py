@@ -222,17 +222,16 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
                 if ctx is not None:  # the fitted task and / or the reproduction relation (drtl.relation.fitted)
                     r = ctx(tmp, key, shots_k, s, emb, sims)
                     extra[key] = r.info
-                t_names, t_fams = r.names, r.fams
                 w = (shape_weights(softmax_weights(r.score, r.tau), float(rp["mix"]), int(rp["top_k"]))
-                     if rp["weighting"] else uniform_weights(len(t_names)))
-                weights[key] = {n: float(x) for n, x in zip(t_names, w)}
+                     if rp["weighting"] else uniform_weights(len(r.names)))
+                weights[key] = {n: float(x) for n, x in zip(r.names, w)}
                 if FITTED_TASK in weights[key]:
                     extra[key]["fitted_weight"] = round(weights[key][FITTED_TASK], 4)
                 g = tmp / "graphs" / key
-                export_graph(build_graph(t_names, t_fams, r.protos, emb, float(rp["tau"]), weights=w), g)
-                table = ranking_table(t_names, t_fams, r.shown, w)
+                export_graph(build_graph(r.names, r.fams, r.protos, emb, float(rp["tau"]), weights=w), g)
+                table = ranking_table(r.names, r.fams, r.shown, w)
                 table.to_csv(g / "ranking.csv", index=False)
-                plot_weights(t_names, w, g / "weights.png", title=f"relation weights, K={k}, seed {s}", families=t_fams)
+                plot_weights(r.names, w, g / "weights.png", title=f"relation weights, K={k}, seed {s}", families=r.fams)
                 top[key] = table["task"].head(3).tolist()
         (tmp / "weights.json").write_text(json.dumps(weights, indent=1) + "\n")
         first = run_key(shots[0], seeds[0]) if shots and seeds else None  # no shots: the DRN alone (drtl bank)
