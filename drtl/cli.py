@@ -20,9 +20,10 @@ def _add_data(sub):
     dsub = p.add_subparsers(dest="data_cmd", required=True)
 
     imp = dsub.add_parser("import", help="convert a public dataset layout into a paired folder")
-    imp.add_argument("kind", choices=["city100", "set5", "realsr", "drealsr"])
+    imp.add_argument("kind", choices=["city100", "set5", "realsr", "drealsr", "hr"],
+                     help="a paired dataset's layout, or hr: a folder of clean HR images for aux.hr (no LR)")
     imp.add_argument("src", help="source folder in the dataset's own layout")
-    imp.add_argument("dst", help="output paired folder (replaced atomically on success)")
+    imp.add_argument("dst", help="output folder (replaced atomically on success)")
     imp.add_argument("--scale", type=int, required=True)
     imp.add_argument("--names", default=None, help="subset, e.g. 001-020 or 001,005,010-012")
     imp.set_defaults(func=_cmd_import)
@@ -63,8 +64,12 @@ def _add_data(sub):
 
 
 def _cmd_import(a):
-    from drtl.data.importers import import_dataset, parse_names
+    from drtl.data.importers import import_dataset, import_hr, parse_names
 
+    if a.kind == "hr":
+        n = import_hr(a.src, a.dst, a.scale, parse_names(a.names))
+        print(f"imported {n} HR images into {a.dst}/HR (mod-cropped to x{a.scale}; an aux.hr source)")
+        return
     df = import_dataset(a.kind, a.src, a.dst, a.scale, parse_names(a.names))
     r = df.iloc[0]
     print(f"imported {len(df)} pairs into {a.dst} (LR {r.lr_width}x{r.lr_height} -> HR {r.hr_width}x{r.hr_height}, x{a.scale})")

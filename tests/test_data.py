@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from drtl.data.folder import build_manifest, load_pairs, modcrop, pair_paths, read_manifest
-from drtl.data.importers import import_dataset, parse_names
+from drtl.data.importers import import_dataset, import_hr, parse_names
 from drtl.data.patches import PairSampler
 from drtl.data.splits import few_shot_names
 from drtl.degradations.resize import imresize
@@ -75,6 +75,27 @@ def test_set5_importer(tmp_path, rng):
     assert list(df["name"]) == ["baby", "bird"] and df["hr_width"].tolist() == [30, 30]
     with pytest.raises(DataError, match="LR_bicubic/X2"):
         import_dataset("set5", src, tmp_path / "out2", 2)
+
+
+def test_hr_importer(tmp_path, rng):
+    src = tmp_path / "urban"
+    imgs = {"img_001": rand_img(rng, 33, 35), "img_002": rand_img(rng, 40, 41)}
+    save(src / "img_001.png", imgs["img_001"])
+    save(src / "sub" / "img_002.png", imgs["img_002"])  # found recursively
+    (src / "notes.txt").write_text("not an image")
+    assert import_hr(src, tmp_path / "aux", 2) == 2
+    out = tmp_path / "aux" / "HR"
+    assert sorted(p.name for p in out.iterdir()) == ["img_001.png", "img_002.png"]
+    from drtl.io import read_image
+
+    np.testing.assert_array_equal(read_image(out / "img_001.png"), modcrop(imgs["img_001"], 2))
+    assert read_image(out / "img_002.png").shape == (40, 40, 3)
+    assert import_hr(src, tmp_path / "one", 2, ["img_002"]) == 1
+    with pytest.raises(DataError, match="no HR image for img_009"):
+        import_hr(src, tmp_path / "bad", 2, ["img_009"])
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(DataError, match="source folder not found"):
+        import_hr(tmp_path / "absent", tmp_path / "bad", 2)
 
 
 @pytest.mark.parametrize("same_size", [True, False], ids=["V1-same-size-LR", "V3-low-res-LR"])

@@ -12,6 +12,10 @@ multiple of the scale and makes LR exactly HR/scale; each pair's registration is
   V1 ships LR at HR size (downscaled here by MATLAB bicubic, like City100); V3 ships
   low-resolution LR (used as is).
 - ``drealsr``: DRealSR ``*HR*/<id>_x1.png`` + ``*LR*/<id>_x<s>.png``; same-size LR is downscaled.
+
+:func:`import_hr` (``drtl data import hr``) copies a folder of clean HR images (BSD68, Urban100),
+searched recursively, into ``DST/HR/<name>.png``, mod-cropped: an HR-only source for ``aux.hr``,
+with no LR and no manifest.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from drtl.config import check_scale
-from drtl.data.folder import check_pair_shape, modcrop, write_pairs
+from drtl.data.folder import check_pair_shape, modcrop, write_hr_folder, write_pairs
 from drtl.data.registration import warn_if_misregistered
 from drtl.errors import ConfigError, DataError
 from drtl.io import IMAGE_EXTS, read_image
@@ -144,6 +148,15 @@ def import_drealsr(src, dst, scale: int, names: list[str] | None = None):
         lr.update(_files(d, rf"(.+?)_x{scale}\.png"))
     sel = _select(hr, names, src, "DRealSR *_x1.png")
     return write_pairs(dst, _pairs(src, hr, lr, sel, scale), scale)
+
+
+def import_hr(src, dst, scale: int, names: list[str] | None = None) -> int:
+    """Clean HR images (any of IMAGE_EXTS, found recursively, named by their stem) into
+    ``DST/HR/<name>.png``, mod-cropped to the scale; returns the number written."""
+    scale, src = _check_scale(scale), _src_dir(src)
+    found = _files(src, r"(.+)\.[^.]+")
+    sel = _select(found, names, src, "HR")
+    return write_hr_folder(dst, ((n, modcrop(read_image(found[n]), scale)) for n in sel))
 
 
 IMPORTERS = {
