@@ -113,12 +113,10 @@ def task_pairs(cam, hrs, seed: int, noise_scale: float) -> list[tuple]:
     return fitted_pairs(cam, hrs, seed=1000 + int(seed), noise_scale=noise_scale, variants=1 if noise_scale == 0 else 2)
 
 
-def with_fitted(names: list[str], pairs: list, weights: list[float] | None, relation_dir, key: str,
-                seed: int) -> tuple[list[str], list, list[float] | None]:
-    """The bank plus the fitted task when ``weights.json`` gave it a weight (else unchanged)."""
-    if relation_dir is None or weights is None:
-        return names, pairs, weights
-    w_all = json.loads((Path(relation_dir) / "weights.json").read_text())[key]
+def with_fitted(names: list[str], pairs: list, weights: list[float], w_all: dict, relation_dir, key: str,
+                seed: int) -> tuple[list[str], list, list[float]]:
+    """The bank plus the fitted task when the weights of this key (``w_all``, every task's weight in
+    ``weights.json``) give it one (else unchanged)."""
     if FITTED_TASK not in w_all:
         return names, pairs, weights
     cam, noise_scale = load_camera(camera_path(relation_dir, key))

@@ -139,8 +139,9 @@ class _ShotRelation:
             sims = np.append(sims, cos)
             info["fitted_cosine"] = round(cos, 4)
             if psnr is not None:
-                info["fitted_psnr"] = round(fitted_score(cam, shots_k, self.scale), 3)
-                psnr = np.append(psnr, info["fitted_psnr"])
+                fitted_psnr = fitted_score(cam, shots_k, self.scale)  # unrounded into the softmax
+                info["fitted_psnr"] = round(fitted_psnr, 3)
+                psnr = np.append(psnr, fitted_psnr)
             names.append(FITTED_TASK)
         fams = self.fams + ([FITTED_FAMILY] if protos is not None else [])
         if self.experts is not None:  # each family's expert restoring the shots: softmax over families
