@@ -113,12 +113,13 @@ def task_pairs(cam, hrs, seed: int, noise_scale: float) -> list[tuple]:
     return fitted_pairs(cam, hrs, seed=1000 + int(seed), noise_scale=noise_scale, variants=1 if noise_scale == 0 else 2)
 
 
-def with_fitted(names: list[str], pairs: list, weights: list[float], w_all: dict, relation_dir, key: str,
+def with_fitted(names: list[str], pairs: list, w_all: dict, relation_dir, key: str,
                 seed: int) -> tuple[list[str], list, list[float]]:
-    """The bank plus the fitted task when the weights of this key (``w_all``, every task's weight in
-    ``weights.json``) give it one (else unchanged)."""
+    """(names, pairs, weights) of the bank's tasks in ``names`` order, from this key's weights
+    (``w_all``, every task's weight in ``weights.json``), plus the fitted task when it has a weight."""
+    weights = [w_all[n] for n in names]
     if FITTED_TASK not in w_all:
         return names, pairs, weights
     cam, noise_scale = load_camera(camera_path(relation_dir, key))
     fit = task_pairs(cam, train_hrs(pairs[0]), seed, noise_scale)
-    return names + [FITTED_TASK], pairs + [fit], list(weights) + [float(w_all[FITTED_TASK])]
+    return names + [FITTED_TASK], pairs + [fit], weights + [float(w_all[FITTED_TASK])]

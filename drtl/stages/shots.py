@@ -20,8 +20,8 @@ def shot_names(pool: str | Path, shots: int, seed: int) -> list[str]:
     return few_shot_names([n for n, _, _ in pair_paths(pool)], shots, seed)
 
 
-def load_weights(relation_dir: str | Path, shots: int, seed: int, task_names: list[str]) -> tuple[list[float], dict]:
-    """(the weights of ``task_names`` in order, every weight of this (K, seed) by task name)."""
+def load_weights(relation_dir: str | Path, shots: int, seed: int, task_names: list[str]) -> dict[str, float]:
+    """Every weight of this (K, seed) by task name, checked to cover ``task_names``."""
     path = Path(relation_dir) / "weights.json"
     if not path.is_file():
         raise DataError(f"{path}: no relation weights; run `drtl relation` first")
@@ -33,4 +33,4 @@ def load_weights(relation_dir: str | Path, shots: int, seed: int, task_names: li
     missing = [n for n in task_names if n not in w]
     if missing:
         raise DataError(f"{path}: weights lack tasks {missing[:3]}; rerun `drtl relation` after `drtl synthesize`")
-    return [w[n] for n in task_names], w
+    return w
