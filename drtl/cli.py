@@ -14,13 +14,17 @@ from pathlib import Path
 
 from drtl.errors import DRTLError
 
+# `drtl data import` kinds: drtl.data.importers.IMPORTERS plus "hr" (tests/test_startup.py checks they agree;
+# the parser imports nothing heavy, so the list is not read from that module)
+IMPORT_KINDS = ("city100", "set5", "realsr", "drealsr", "hr")
+
 
 def _add_data(sub):
     p = sub.add_parser("data", help="import, build, validate and describe paired datasets")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
 
     imp = dsub.add_parser("import", help="convert a public dataset layout into a paired folder")
-    imp.add_argument("kind", choices=["city100", "set5", "realsr", "drealsr", "hr"],
+    imp.add_argument("kind", choices=IMPORT_KINDS,
                      help="a paired dataset's layout, or hr: a folder of clean HR images for aux.hr (no LR)")
     imp.add_argument("src", help="source folder in the dataset's own layout")
     imp.add_argument("dst", help="output folder (replaced atomically on success)")

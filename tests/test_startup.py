@@ -100,10 +100,12 @@ def test_manifest_column_errors(make_pairs, tmp_path):
 
 def test_parser_defaults_match_their_modules():
     import drtl.cli as cli
+    from drtl.data.importers import IMPORTERS
     from drtl.orchestrate.adapt_data import LAYOUTS
     from drtl.upscale import DEFAULT_OVERLAP, DEFAULT_TILE
 
     assert cli.ADAPT_LAYOUTS == LAYOUTS
+    assert cli.IMPORT_KINDS == (*IMPORTERS, "hr")
     assert (cli.UPSCALE_TILE, cli.UPSCALE_OVERLAP) == (DEFAULT_TILE, DEFAULT_OVERLAP)
 
 
