@@ -82,6 +82,9 @@ def test_experiment_end_to_end_and_deterministic(sample, tmp_path):
     run_experiment(p, echo=lines.append)
     redone = [l.split("] ")[1].split(" ", 1)[1].rsplit(" (", 1)[0] for l in lines if l.startswith("[") and "report" not in l]
     assert redone and all(r.startswith(("finetune", "evaluate")) for r in redone)
+    # each finished run whose inputs changed is named as replaced, once, before it is redone
+    replaced = [l.split(":")[0].strip() for l in lines if "is replaced" in l]
+    assert len(replaced) == len(set(replaced)) and set(replaced) - {"report report"} == set(redone)
     assert not any(r.startswith("evaluate bicubic") for r in redone)
 
 

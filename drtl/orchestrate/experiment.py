@@ -57,18 +57,22 @@ def _cached(run: Run, fp: str) -> bool:
     return st.get("fp") == fp and st.get("done", True) and _product(run).exists()
 
 
-def _start(run: Run, fp: str) -> None:
+def _start(run: Run, fp: str) -> bool:
     """Mark ``run`` as started with inputs ``fp``. A folder left by a run with other inputs is wiped
     first, so a trainer never resumes a checkpoint written for different inputs; a folder of the
-    same inputs (an interrupted run) is kept, so its checkpoint resumes."""
+    same inputs (an interrupted run) is kept, so its checkpoint resumes. Returns whether a
+    *finished* run was replaced (the caller says so: e.g. the relation stage reads
+    ``experiment.seeds``, so a run on fewer seeds into the same folder redoes it)."""
     out = Path(run.out)
     st = _state(run)
-    if st and st.get("fp") != fp and out.is_dir():
+    replaced = bool(st) and st.get("fp") != fp and out.is_dir()
+    if replaced:
         import shutil
 
         shutil.rmtree(out)
     if not out.suffix:
         write_text(out / FINGERPRINT, json.dumps({"fp": fp, "done": False}) + "\n")
+    return replaced and st.get("done", True)
 
 
 def run_plan(params: dict, runs: list[Run], echo=print) -> dict[str, str]:
@@ -90,7 +94,8 @@ def run_plan(params: dict, runs: list[Run], echo=print) -> dict[str, str]:
         if _cached(run, fp):
             continue
         t = time.time()
-        _start(run, fp)
+        if _start(run, fp):
+            echo(f"  {run.stage} {run.name}: its inputs changed, so the finished run in {run.out} is replaced")
         execute(run.stage, params, run.inputs, run.out, name=run.name, on_log=on_log)
         write_text(Path(run.out) / FINGERPRINT, json.dumps({"fp": fp, "done": True}) + "\n")
         echo(f"[{time.time() - t0:7.1f}s] {i}/{len(runs)} {run.stage} {run.name} ({time.time() - t:.1f}s)")
