@@ -52,19 +52,18 @@ def _state(run: Run) -> dict:
         return {}
 
 
-def _cached(run: Run, fp: str) -> bool:
-    st = _state(run)
+def _cached(run: Run, fp: str, st: dict) -> bool:
     return st.get("fp") == fp and st.get("done", True) and _product(run).exists()
 
 
-def _start(run: Run, fp: str) -> bool:
-    """Mark ``run`` as started with inputs ``fp``. A folder left by a run with other inputs is wiped
-    first, so a trainer never resumes a checkpoint written for different inputs; a folder of the
-    same inputs (an interrupted run) is kept, so its checkpoint resumes. Returns whether a
+def _start(run: Run, fp: str, st: dict) -> bool:
+    """Mark ``run`` (``st``: its folder's state) as started with inputs ``fp``. A folder left by a
+    run with other inputs is wiped first, so a trainer never resumes a checkpoint written for
+    different inputs; a folder of the same inputs (an interrupted run) is kept, so its checkpoint
+    resumes. Returns whether a
     *finished* run was replaced (the caller says so: e.g. the relation stage reads
     ``experiment.seeds``, so a run on fewer seeds into the same folder redoes it)."""
     out = Path(run.out)
-    st = _state(run)
     replaced = bool(st) and st.get("fp") != fp and out.is_dir()
     if replaced:
         import shutil
@@ -91,10 +90,11 @@ def run_plan(params: dict, runs: list[Run], echo=print) -> dict[str, str]:
     for i, run in enumerate(runs, 1):
         fp = run_fingerprint(run, params, done, outs)
         done[run.id] = fp
-        if _cached(run, fp):
+        st = _state(run)  # fingerprint.json, read once per run
+        if _cached(run, fp, st):
             continue
         t = time.time()
-        if _start(run, fp):
+        if _start(run, fp, st):
             echo(f"  {run.stage} {run.name}: its inputs changed, so the finished run in {run.out} is replaced")
         execute(run.stage, params, run.inputs, run.out, name=run.name, on_log=on_log)
         write_text(Path(run.out) / FINGERPRINT, json.dumps({"fp": fp, "done": True}) + "\n")
