@@ -25,7 +25,7 @@ run: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" DVC_NO_ANALYTICS=1 $(BIN)/dvc repro
 	@cat reports/results.md
 
-# Issue 3's table on the real City100 iPhone X pairs (needs ../shared/datasets): import, then run.
+# The City100 table on the real iPhone X pairs (needs ../shared/datasets; docs/results.md): import, then run.
 SHARED ?= ../shared/datasets
 city100: setup
 	$(BIN)/drtl data import city100 $(SHARED)/city100-iphonex data/city100_x2/pool --scale 2 --names 001-010
