@@ -238,6 +238,8 @@ def _cmd_plan(a):
 # The defaults below are those modules' constants (tests/test_startup.py checks they agree).
 ADAPT_LAYOUTS = ("auto", "paired", "city100", "realsr", "drealsr")  # drtl.orchestrate.adapt_data.LAYOUTS
 UPSCALE_TILE, UPSCALE_OVERLAP = 256, 16                              # drtl.upscale.DEFAULT_TILE / DEFAULT_OVERLAP
+UPSCALE_SUFFIX, UPSCALE_QUALITY = "_x{scale}", 95                    # drtl.upscale.DEFAULT_SUFFIX / DEFAULT_QUALITY
+UPSCALE_EXTS = ("png", "jpg", "webp", "tif")                         # output formats (drtl.photo.FORMATS)
 
 
 def _cmd_adapt(a):
@@ -319,18 +321,38 @@ def add_bank_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _quality(text: str) -> int:
+    v = _pos_int(text)
+    if v > 100:
+        raise argparse.ArgumentTypeError(f"expected 1..100, got {v}")
+    return v
+
+
 def add_upscale_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``drtl upscale INPUT... --model M --out DIR [--tile 256] [--overlap 16]
-    [--device cpu|cuda|auto] [--scale S] [--amp/--no-amp] [--threads N]`` on an argparse subparsers object
-    (``drtl.upscale.add_upscale_parser``)."""
+    """Register ``drtl upscale INPUT... --model M --out DIR [--recursive] [--suffix S] [--ext E]
+    [--quality Q] [--bits 8|16] [--tile 256] [--overlap 16] [--device cpu|cuda|auto] [--scale S]
+    [--amp/--no-amp] [--threads N]`` on an argparse subparsers object (the command is
+    ``drtl.upscale._cmd_upscale``)."""
     p = subparsers.add_parser(
         "upscale",
-        help="super-resolve images (files, folders, globs) with a trained drtl model file",
-        description="Super-resolve images with a drtl model file; writes DIR/<stem>_x<scale>.png (8-bit RGB).",
+        help="super-resolve photos (files, folders, globs) with a trained drtl model file",
+        description="Super-resolve photos with a drtl model file, read as a viewer shows them (colour profile, "
+                    "orientation, 16 bits, transparency); writes DIR/<stem>_x<scale>.<input's format>. "
+                    "A rerun skips the files already done. docs/upscale.md has the details.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (their images) or glob patterns")
     p.add_argument("--model", required=True, help="drtl model file (written by training / save_model)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="also the images in the folders' sub-folders, written into the same sub-folders of --out")
+    p.add_argument("--suffix", default=UPSCALE_SUFFIX,
+                   help=f"added to each output's name; {{scale}} is the model's scale (default {UPSCALE_SUFFIX})")
+    p.add_argument("--ext", choices=list(UPSCALE_EXTS), default=None,
+                   help="output format (default: the input's own)")
+    p.add_argument("--quality", type=_quality, default=UPSCALE_QUALITY,
+                   help=f"JPEG / WebP quality 1-100 (default {UPSCALE_QUALITY})")
+    p.add_argument("--bits", type=int, choices=[8, 16], default=8,
+                   help="16: 16-bit PNG / TIFF output for 16-bit inputs (default 8)")
     p.add_argument("--tile", type=_nonneg_int, default=UPSCALE_TILE,
                    help=f"tile side in LR px, 0 = whole image (default {UPSCALE_TILE})")
     p.add_argument("--overlap", type=_nonneg_int, default=UPSCALE_OVERLAP,

@@ -1,18 +1,21 @@
-"""Apply a trained SR model to images of any size: tiled inference with bounded memory, and the
-``drtl upscale`` command.
+"""Apply a trained SR model to an image of any size: tiled inference with bounded memory.
 
-Images are numpy HWC RGB uint8 in and out; the model sees NCHW float32 RGB in [0, 1].
+Images are numpy HWC RGB uint8 (or uint16, 16-bit) in and out, of the same type; the model sees
+NCHW float32 RGB in [0, 1] (``v / 255`` or ``v / 65535``). The files and the ``drtl upscale``
+command are :mod:`drtl.upscale`.
 
 Tiling (crop-the-context): the LR image is cut into a grid of near-equal core tiles of at most
-``tile`` px per side. Each core is run with ``overlap`` px of real image context on every side
-(clipped at the image border: a border tile sees exactly the border the whole-image pass sees,
-i.e. the model's own zero padding, so nothing is reflected or invented), and the context is
-cropped off in HR space; the cores tile the output without overlap, so there is no blending and
-no seam as long as ``overlap`` covers the model's receptive field. For ``edsr_tiny`` the
-receptive field is about 12 LR px, for ``edsr_baseline`` about 36; beyond ``overlap`` the
-influence of the missing context decays fast, and the default ``overlap=16`` stays within 1/255 of
+``tile`` px per side. Each core is run with at least ``overlap`` px of real image context on every
+side; every tile's context window has the same size (a window that would cross the image border
+is moved inward, so it sees more real image, never padding that the whole-image pass would not
+see: a border tile sees exactly the border the whole-image pass sees, i.e. the model's own zero
+padding). One window size means one set of convolution kernels for the whole image. The context
+is cropped off in HR space; the cores tile the output without overlap, so there is no blending
+and no seam as long as ``overlap`` covers the model's receptive field. For ``edsr_tiny`` the
+receptive field is 12 LR px, for ``edsr_baseline`` about 36; beyond ``overlap`` the influence of
+the missing context decays fast, and the default ``overlap=16`` gives output bit-identical to
 untiled inference for the tiny model (tested). Memory is bounded by one tile's activations plus
-the uint8 input and output arrays.
+the input and output arrays.
 
 Inference runs under ``torch.inference_mode()``; on CUDA, bf16 autocast is on by default
 (``amp=None``); on CPU it is always float32.
@@ -20,32 +23,22 @@ Inference runs under ``torch.inference_mode()``; on CUDA, bf16 autocast is on by
 
 from __future__ import annotations
 
-import argparse
-import glob
 import math
-import os
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from drtl.config import apply_threads
 from drtl.errors import ConfigError, DataError
-from drtl.io import IMAGE_EXTS, clean_stale_temps, image_info, read_image, write_image
-from drtl.modelio import load_model, resolve_device
+from drtl.modelio import resolve_device
 from drtl.progress import progress
 
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 16
 # overlap <= 2 x tile: a tile's context is at most 5 tiles wide (<= 25x the work of its core)
 MAX_OVERLAP_PER_TILE = 2
-_GLOB_CHARS = set("*?[")
-
-
-# ----------------------------------------------------------------------------------------------
-# core
 
 
 def _model_scale(model: nn.Module) -> int:
@@ -63,14 +56,25 @@ def _spans(length: int, tile: int | None) -> list[tuple[int, int]]:
     return [(edges[i], edges[i + 1]) for i in range(n)]
 
 
-def tile_grid(h: int, w: int, tile: int | None, overlap: int) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
-    """[(core (y0, y1, x0, x1), context (cy0, cy1, cx0, cx1))] in LR pixels, row-major."""
+def _windows(length: int, tile: int | None, overlap: int) -> list[tuple[int, int, int, int]]:
+    """[(core0, core1, ctx0, ctx1)] along one axis: every context window has the same length
+    (the longest core plus 2 x ``overlap``, at most ``length``), moved inside [0, length)."""
+    spans = _spans(length, tile)
+    size = min(length, max(b - a for a, b in spans) + 2 * overlap)
     out = []
-    for y0, y1 in _spans(h, tile):
-        for x0, x1 in _spans(w, tile):
-            ctx = (max(0, y0 - overlap), min(h, y1 + overlap), max(0, x0 - overlap), min(w, x1 + overlap))
-            out.append(((y0, y1, x0, x1), ctx))
+    for a, b in spans:
+        c0 = min(max(0, a - overlap), length - size)
+        out.append((a, b, c0, c0 + size))
     return out
+
+
+def tile_grid(h: int, w: int, tile: int | None, overlap: int) -> list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]:
+    """[(core (y0, y1, x0, x1), context (cy0, cy1, cx0, cx1))] in LR pixels, row-major. Every
+    context holds its core plus at least ``overlap`` px on each side (less only at the image
+    border), and all contexts have the same size."""
+    cols = _windows(w, tile, overlap)
+    return [((y0, y1, x0, x1), (cy0, cy1, cx0, cx1))
+            for y0, y1, cy0, cy1 in _windows(h, tile, overlap) for x0, x1, cx0, cx1 in cols]
 
 
 def check_tiling(tile: int | None, overlap: int) -> None:
@@ -85,6 +89,36 @@ def check_tiling(tile: int | None, overlap: int) -> None:
             f"{-(-overlap // MAX_OVERLAP_PER_TILE)} (or 0: the whole image at once) or a smaller overlap")
 
 
+
+
+def _last_stage_weights(conv_last: nn.Conv2d, r: int, img_range: float, add_mean: torch.Tensor | None):
+    """``conv_last`` (3x3, F -> C, on the map ``pixel_shuffle(z, r)``) as one 3x3 conv on ``z``
+    itself (r*r*F -> r*r*C channels, output channel ``(a * r + b) * C + c`` = output colour ``c`` at
+    sub-pixel ``(a, b)``), divided by ``img_range`` and with ``add_mean`` folded into its bias.
+
+    Exact rewrite: HR pixel ``(r*i + a)``'s neighbour ``r*i + a + k - 1`` (k = 0, 1, 2) is ``z``'s
+    row ``i + (a + k - 1) // r`` in phase ``(a + k - 1) % r``, and zero padding of the HR map is zero
+    padding of ``z``. The output is then shuffled back to HR with a view, not a convolution at HR
+    resolution with 3 output channels (slow in oneDNN) after a copy of the whole shuffled map."""
+    w, b = conv_last.weight.detach(), conv_last.bias.detach()
+    c_out, f = w.shape[:2]
+    wp = torch.zeros(r, r, c_out, f, r, r, 3, 3, dtype=w.dtype)  # out (a, b, c), in (f, a', b'), kernel
+    for a in range(r):
+        for ky in range(3):
+            dy, ap = divmod(a + ky - 1, r)
+            for bb in range(r):
+                for kx in range(3):
+                    dx, bp = divmod(bb + kx - 1, r)
+                    wp[a, bb, :, :, ap, bp, dy + 1, dx + 1] += w[:, :, ky, kx]
+    wp = wp.reshape(r * r * c_out, f * r * r, 3, 3)
+    bias = b.repeat(r * r)
+    if img_range != 1.0:
+        wp, bias = wp / img_range, bias / img_range
+    if add_mean is not None:
+        bias = bias + add_mean.reshape(-1).to(bias.dtype).repeat(r * r)
+    return wp.contiguous(), bias.contiguous()
+
+
 def _fused_cpu_forward(model: nn.Module):
     """A forward for ``model`` on CPU in float32 with fewer memory passes, or None when it does not apply.
 
@@ -92,15 +126,17 @@ def _fused_cpu_forward(model: nn.Module):
     groups 1 with a bias: channels_last activations and oneDNN convolutions with the next
     element-wise op fused in (``torch.ops.mkldnn._convolution_pointwise``: ReLU after the first conv
     of each residual block, the residual add after the second, the long skip after
-    ``conv_after_body``, the bicubic skip after ``conv_last``), and each conv before a
-    ``PixelShuffle(r)`` split into r*r phase convs written into the shuffled channels_last map (the
-    same sums per output value, faster than one wide conv plus ``pixel_shuffle``). Every op is one of
-    ``EDSR.forward``, in the same order (a multiply or divide by 1.0 is skipped: it is exact), but
-    oneDNN's channels_last kernels round differently from the NCHW ones in the last bit (about
-    1e-7; likewise ``model.to(memory_format=torch.channels_last)``), which moves a uint8 output
+    ``conv_after_body``). Every ``PixelShuffle(r)`` but the last runs its conv as r*r phase convs
+    written into the shuffled channels_last map (narrow convs run faster than one wide one); the
+    last one is never materialised: ``conv_last`` runs on the unshuffled phase maps
+    (:func:`_last_stage_weights`, the same sums, accumulated phase by phase with oneDNN's add
+    post-op), and the result is shuffled into HR while the bicubic skip (``F.interpolate``, as
+    ``EDSR.forward``) is added. The ops are ``EDSR.forward``'s
+    in the same order, but oneDNN's channels_last kernels and the rewritten ``conv_last`` round
+    differently from the NCHW forward in the last bit (about 1e-7), which moves a uint8 output
     level on a few pixels per million (counted in benchmarks/bench_upscale.py). Every tile runs the
-    same kernels, so tiled output stays bit-identical to untiled. The function takes the LR tile as an
-    NCHW float tensor (any strides) and returns a channels_last tensor.
+    same kernels, so tiled output stays bit-identical to untiled. The function takes the LR tile as
+    an NCHW float tensor (any strides) and returns an NCHW-shaped tensor with channels_last memory.
     """
     from drtl.archs.edsr import EDSR, ResidualBlockNoBN
 
@@ -117,17 +153,24 @@ def _fused_cpu_forward(model: nn.Module):
         return None
     ups = list(model.upsample)
     stages = list(zip(ups[0::2], ups[1::2]))  # (conv, PixelShuffle) pairs, as EDSR's Upsample makes them
-    if len(ups) % 2 or not all(isinstance(c, nn.Conv2d) and isinstance(p, nn.PixelShuffle) for c, p in stages):
+    if not stages or len(ups) % 2 or not all(isinstance(c, nn.Conv2d) and isinstance(p, nn.PixelShuffle) for c, p in stages):
         return None
-    # each conv before a PixelShuffle(r) as r*r convs, one per sub-pixel phase (output channels k::r*r):
-    # narrow convs run faster than one wide one here (4 x 32->32 in 32 ms against 32->128 in 49 ms)
+    # each conv before a PixelShuffle(r) as r*r convs, one per sub-pixel phase (output channels
+    # k::r*r): narrow convs run faster than one wide one here (32->128 takes ~1.5x four 32->32)
     phases = [([(c.weight[k::r * r].contiguous(), c.bias[k::r * r].contiguous()) for k in range(r * r)], r)
               for c, r in ((c, p.upscale_factor) for c, p in stages)]
+    *phases, (last_parts, r_last) = phases
+    scale, img_range, glob_res = model.scale, model.img_range, model.global_residual
+    w_last, b_last = _last_stage_weights(model.conv_last, r_last, img_range, None if glob_res else model.mean)
+    # conv_last's rewrite split by input phase k (input channels k::r*r): the sum over the phases
+    # is accumulated by oneDNN's add post-op, each phase map used right after it is computed
+    w_groups = [w_last[:, k::r_last * r_last].contiguous() for k in range(r_last * r_last)]
+    zero_bias = torch.zeros_like(b_last)
     binary = op.binary
     one = [1, 1]  # padding, stride, dilation
 
-    def conv(c: nn.Conv2d, x: torch.Tensor, post: str = "none") -> torch.Tensor:
-        return op(x, c.weight, c.bias, one, one, one, 1, post, [], "")
+    def conv(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, post: str = "none") -> torch.Tensor:
+        return op(x, w, b, one, one, one, 1, post, [], "")
 
     def conv_add(c: nn.Conv2d, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         # (conv(x) + bias) + other, the add done by oneDNN as a post-op on the conv's output
@@ -139,51 +182,66 @@ def _fused_cpu_forward(model: nn.Module):
         n, _, h, w = x.shape
         out = torch.empty(n, h, r, w, r, parts[0][0].shape[0], dtype=x.dtype)  # NHWC of the shuffled map
         for k, (wk, bk) in enumerate(parts):
-            out[:, :, k // r, :, k % r, :] = op(x, wk, bk, one, one, one, 1, "none", [], "").permute(0, 2, 3, 1)
+            out[:, :, k // r, :, k % r, :] = conv(wk, bk, x).permute(0, 2, 3, 1)
         return out.view(n, h * r, w * r, -1).permute(0, 3, 1, 2)  # NCHW shape, channels_last memory
 
     cl = torch.channels_last
-    scale, img_range = model.scale, model.img_range
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous(memory_format=cl)
+        xc = x.contiguous(memory_format=cl)
         mean = model.mean.to(dtype=x.dtype)
-        feat = conv(model.conv_first, (x - mean) * img_range)
+        feat = conv(model.conv_first.weight, model.conv_first.bias, (xc - mean) * img_range)
         h = feat
         for b in model.body:
-            t = conv(b.conv1, h, "relu")
+            t = conv(b.conv1.weight, b.conv1.bias, h, "relu")
             if b.res_scale == 1.0:  # x * 1.0 == x exactly: the multiply is skipped
                 h = conv_add(b.conv2, t, h)
             else:
-                h = h + conv(b.conv2, t) * b.res_scale
+                h = h + conv(b.conv2.weight, b.conv2.bias, t) * b.res_scale
         u = conv_add(model.conv_after_body, h, feat)
-        del h, feat
+        del h, feat, t
         for parts, r in phases:
             u = conv_shuffle(parts, u, r)
-        if model.global_residual:
-            bic = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False).contiguous(memory_format=cl)
-            if img_range == 1.0:  # out / 1.0 == out exactly
-                return conv_add(model.conv_last, u, bic)
-            return conv(model.conv_last, u) / img_range + bic
-        return conv(model.conv_last, u) / img_range + mean
+        y = None  # (n, r*r*3, hh, ww) channels_last: conv_last's output, not yet shuffled
+        for (wk, bk), wg in zip(last_parts, w_groups):
+            zk = conv(wk, bk, u)
+            y = conv(wg, b_last, zk) if y is None else binary(zk, y, wg, zero_bias, one, one, one, 1, "add",
+                                                               None, None, [], None)
+        del u, zk
+        n, _, hh, ww = y.shape
+        r = r_last
+        hr = torch.empty(n, hh, r, ww, r, 3, dtype=y.dtype)  # NHWC memory of the HR output
+        yv = y.permute(0, 2, 3, 1).view(n, hh, ww, r, r, 3).permute(0, 1, 3, 2, 4, 5)
+        if glob_res:
+            # NCHW input: the bicubic kernel is ~3x faster on it than on channels_last (same values)
+            bic = F.interpolate(x.contiguous(), scale_factor=scale, mode="bicubic", align_corners=False)
+            hr.copy_(bic.permute(0, 2, 3, 1).view(n, hh, r, ww, r, 3))
+            hr.add_(yv)  # conv_last(...) / img_range + bicubic, as EDSR.forward (the add commutes exactly)
+        else:
+            hr.copy_(yv)
+        return hr.view(n, hh * r, ww * r, 3).permute(0, 3, 1, 2)
 
     return forward
 
 
 def upscale_image(
     model: nn.Module,
-    img_uint8: np.ndarray,
+    img: np.ndarray,
     tile: int | None = None,
     overlap: int = DEFAULT_OVERLAP,
     device: str | torch.device = "cpu",
     amp: bool | None = None,
+    on_tile: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Super-resolve one HWC RGB uint8 image with ``model`` -> HWC RGB uint8, ``scale`` times larger.
+    """Super-resolve one HWC RGB image (uint8, or uint16 for 16 bits) with ``model`` -> HWC RGB of
+    the same type, ``scale`` times larger.
 
     ``tile``: core tile side in LR px (None or 0: the whole image at once). ``overlap``: context px
     added on every side of each tile (clipped at the image border). ``device``: 'cpu', 'cuda',
     'cuda:N' or 'auto'; the model is moved there (in place). ``amp``: bf16 autocast; None = on for
-    CUDA, off for CPU; True on CPU is an error (bf16 autocast is CUDA only here).
+    CUDA, off for CPU; True on CPU is an error (bf16 autocast is CUDA only here). ``on_tile``:
+    called with the number of output pixels after each tile (a progress bar); without it a bar of
+    tiles shows when there are several.
 
     On CPU an EDSR runs through :func:`_fused_cpu_forward` (channels_last, oneDNN convolutions
     with fused ReLU / adds); any other model, or another device, runs ``model(x)``. Either way the
@@ -193,10 +251,12 @@ def upscale_image(
     if tile == 0:
         tile = None
     check_tiling(tile, overlap)
-    if not isinstance(img_uint8, np.ndarray) or img_uint8.dtype != np.uint8 or img_uint8.ndim != 3 or img_uint8.shape[2] != 3:
-        desc = f"{img_uint8.dtype} {img_uint8.shape}" if isinstance(img_uint8, np.ndarray) else type(img_uint8).__name__
-        raise DataError(f"upscale_image expects an HWC RGB uint8 image, got {desc}; read files with drtl.io.read_image")
-    h, w = img_uint8.shape[:2]
+    if (not isinstance(img, np.ndarray) or img.dtype not in (np.uint8, np.uint16) or img.ndim != 3
+            or img.shape[2] != 3):
+        desc = f"{img.dtype} {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
+        raise DataError(f"upscale_image expects an HWC RGB uint8 (or uint16) image, got {desc}; "
+                        "read files with drtl.photo.read_photo or drtl.io.read_image")
+    h, w = img.shape[:2]
     if h < 1 or w < 1:
         raise DataError(f"upscale_image got an empty image ({h}x{w})")
     scale = _model_scale(model)
@@ -213,16 +273,18 @@ def upscale_image(
     model.eval()
     fused = _fused_cpu_forward(model) if dev.type == "cpu" and not amp else None
 
-    out = np.empty((h * scale, w * scale, 3), dtype=np.uint8)
+    top = 255.0 if img.dtype == np.uint8 else 65535.0
+    out = np.empty((h * scale, w * scale, 3), dtype=img.dtype)
+    out_t = torch.from_numpy(out)
     grid = tile_grid(h, w, tile, overlap)
-    bar = progress(grid, total=len(grid), desc="tiles") if len(grid) > 1 else grid
-    arr = img_uint8 if img_uint8.flags.c_contiguous and img_uint8.flags.writeable else np.array(img_uint8, order="C")
-    src = torch.from_numpy(arr)  # HWC uint8, shared with the array; the tiles are views of it
+    bar = progress(grid, total=len(grid), desc="tiles") if len(grid) > 1 and on_tile is None else grid
+    arr = img if img.flags.c_contiguous and img.flags.writeable else np.array(img, order="C")
+    src = torch.from_numpy(arr)  # HWC, shared with the array; the tiles are views of it
     try:
         with torch.inference_mode():
             for (y0, y1, x0, x1), (cy0, cy1, cx0, cx1) in bar:
                 # NCHW view of HWC memory (channels_last); .float() keeps that layout, one copy
-                x = src[cy0:cy1, cx0:cx1].permute(2, 0, 1).unsqueeze(0).to(dev).float().div_(255.0)
+                x = src[cy0:cy1, cx0:cx1].permute(2, 0, 1).unsqueeze(0).to(dev).float().div_(top)
                 try:
                     if fused is not None:
                         y = fused(x)
@@ -240,10 +302,14 @@ def upscale_image(
                 if tuple(y.shape) != expect:
                     raise ConfigError(f"model output {tuple(y.shape)} for input {tuple(x.shape)} is not x{scale} ({expect})")
                 oy, ox = (y0 - cy0) * scale, (x0 - cx0) * scale
-                core = y[0, :, oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale]
-                core = core.float().clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
-                out[y0 * scale : y1 * scale, x0 * scale : x1 * scale] = core.permute(1, 2, 0).cpu().numpy()
+                # round(clamp(v, 0, 1) * top) == clamp(round(v * top), 0, top): on the whole dense tile
+                # (fast element-wise loops), then the core copied out (whole numbers: exact)
+                y = y.float().mul_(top).round_().clamp_(0.0, top)
+                core = y[0, :, oy : oy + (y1 - y0) * scale, ox : ox + (x1 - x0) * scale].permute(1, 2, 0)
+                out_t[y0 * scale : y1 * scale, x0 * scale : x1 * scale].copy_(core)
                 del x, y, core
+                if on_tile is not None:
+                    on_tile((y1 - y0) * (x1 - x0) * scale * scale)
     finally:
         if was_training:
             model.train()
@@ -252,155 +318,4 @@ def upscale_image(
     return out
 
 
-# ----------------------------------------------------------------------------------------------
-# files
-
-
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTS
-
-
-def _not_image(path: Path) -> DataError:
-    return DataError(f"{path}: not an image file (extension '{path.suffix or 'none'}'; expected one of {', '.join(IMAGE_EXTS)})")
-
-
-def expand_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Files as given, folders -> their image files (by extension, non-recursive, sorted), globs ->
-    their matches (sorted; ``**`` recurses). Duplicates are dropped; nothing is skipped silently:
-    a named or matched file that is not an image, a missing path, an empty folder or a glob that
-    matches nothing is a :class:`DataError`."""
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
-    if not inputs:
-        raise DataError("no input images given")
-    files: list[Path] = []
-    for item in inputs:
-        s = os.fspath(item)
-        p = Path(s)
-        if p.is_dir():
-            # hidden files (temporaries of an interrupted write among them) are not inputs
-            found = sorted((c for c in p.iterdir() if c.is_file() and _is_image(c) and not c.name.startswith(".")),
-                           key=lambda c: c.name)
-            if not found:
-                raise DataError(f"{p}: folder has no image files ({', '.join(IMAGE_EXTS)})")
-            files += found
-        elif p.is_file():
-            if not _is_image(p):
-                raise _not_image(p)
-            files.append(p)
-        elif _GLOB_CHARS & set(s):
-            matches = sorted(Path(m) for m in glob.glob(s, recursive=True))
-            matches = [m for m in matches if not m.is_dir()]
-            if not matches:
-                raise DataError(f"{s}: no file matches this pattern")
-            for m in matches:
-                if not _is_image(m):
-                    raise _not_image(m)
-            files += matches
-        else:
-            raise DataError(f"{p}: no such file or folder")
-    seen: set[Path] = set()
-    unique = []
-    for f in files:
-        key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(f)
-    return unique
-
-
-def output_name(path: Path, scale: int) -> str:
-    return f"{path.stem}_x{scale}.png"
-
-
-def upscale_paths(
-    inputs: list[str | os.PathLike],
-    model_path: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    tile: int | None = DEFAULT_TILE,
-    overlap: int = DEFAULT_OVERLAP,
-    device: str = "cpu",
-    scale: int | None = None,
-    amp: bool | None = None,
-) -> list[Path]:
-    """Upscale image files (files, folders, globs) with the model file ``model_path`` into
-    ``out_dir/<stem>_x<scale>.png`` (8-bit RGB PNG, written atomically). Returns the written paths
-    in input order. ``scale``, when given, must match the model's. Input conversions (gray, alpha,
-    16-bit) follow :func:`drtl.io.read_image` and warn. Every problem is a one-line DRTLError; an
-    unreadable input stops the run naming it, leaving no partial output for that file. Temporaries
-    left in ``out_dir`` by an earlier run that was killed are removed first."""
-    if tile == 0:
-        tile = None
-    check_tiling(tile, overlap)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"{out_dir}: output path exists and is not a folder")
-    clean_stale_temps(out_dir)
-    files = expand_inputs(inputs)
-    dev = resolve_device(device)
-    model, meta = load_model(model_path, expect_scale=scale, expect_arch="edsr", device=dev)
-    s = int(meta["arch"]["scale"])
-
-    targets: dict[str, Path] = {}
-    for f in files:
-        name = output_name(f, s)
-        if name in targets:
-            raise DataError(f"{targets[name]} and {f} would both be written to {out_dir / name}; rename one of them")
-        targets[name] = f
-    inputs_resolved = {f.resolve() for f in files}
-    for name, f in targets.items():
-        if (out_dir / name).resolve() in inputs_resolved:
-            raise DataError(f"{out_dir / name} (the output for {f}) is itself an input and would be overwritten; choose another --out")
-    for f in files:  # cheap header check first: fail before spending time on the others
-        image_info(f)
-
-    written: list[Path] = []
-    for f in progress(files, total=len(files), desc="upscale"):
-        img = read_image(f)
-        sr = upscale_image(model, img, tile=tile, overlap=overlap, device=dev, amp=amp)
-        dest = out_dir / output_name(f, s)
-        write_image(dest, sr)
-        written.append(dest)
-    return written
-
-
-# ----------------------------------------------------------------------------------------------
-# CLI
-
-
-def default_threads() -> int:
-    """The cores this process may run on (its CPU affinity; ``os.cpu_count()`` where that is unknown)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def _cmd_upscale(args: argparse.Namespace) -> None:
-    # --threads N, else every usable core (not OMP_NUM_THREADS or torch's physical-core guess),
-    # set through the project's one thread rule
-    apply_threads({"threads": getattr(args, "threads", None) or default_threads()})
-    written = upscale_paths(
-        args.inputs,
-        args.model,
-        args.out,
-        tile=args.tile or None,
-        overlap=args.overlap,
-        device=args.device,
-        scale=args.scale,
-        amp=args.amp,
-    )
-    print(f"upscaled {len(written)} image(s) with {args.model} into {args.out}")
-
-
-__all__ = [
-    "DEFAULT_OVERLAP",
-    "DEFAULT_TILE",
-    "check_tiling",
-    "default_threads",
-    "expand_inputs",
-    "output_name",
-    "tile_grid",
-    "upscale_image",
-    "upscale_paths",
-]
+__all__ = ["DEFAULT_OVERLAP", "DEFAULT_TILE", "check_tiling", "tile_grid", "upscale_image"]

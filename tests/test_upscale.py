@@ -11,7 +11,7 @@ from PIL import Image
 
 from drtl.archs import build_arch
 from drtl.errors import ConfigError, DataError, ModelError
-from drtl.io import ImageConversionWarning, read_image
+from drtl.io import read_image
 from drtl.modelio import save_model
 from drtl.cli import add_upscale_parser
 from drtl.upscale import expand_inputs, tile_grid, upscale_image, upscale_paths
@@ -131,11 +131,15 @@ def test_folder_and_glob_expansion(tmp_path, rng, model_file):
     assert [f.name for f in files] == ["a.jpg", "b.png", "c.png", "d.png"]
 
     out = tmp_path / "out"
-    written = upscale_paths([d, str(tmp_path / "more" / "*.png")], model_file, out, tile=8, overlap=8)
-    assert [p.name for p in written] == ["a_x2.png", "b_x2.png", "c_x2.png", "d_x2.png"]
-    assert sorted(p.name for p in out.iterdir()) == [p.name for p in written]  # no temp files
+    rep = upscale_paths([d, str(tmp_path / "more" / "*.png")], model_file, out, tile=8, overlap=8)
+    # the output format follows the input's
+    assert [p.name for p in rep.written] == ["a_x2.jpg", "b_x2.png", "c_x2.png", "d_x2.png"]
+    assert sorted(p.name for p in out.iterdir()) == [p.name for p in rep.written]  # no temp files
+    assert rep.skipped == [] and rep.refused == [] and rep.megapixels == pytest.approx((120 * 4 * 2 + 81 * 4 * 2) / 1e6)
     with Image.open(out / "b_x2.png") as im:
         assert im.mode == "RGB" and im.size == (20, 24) and im.format == "PNG"
+    with Image.open(out / "a_x2.jpg") as im:
+        assert im.format == "JPEG" and im.size == (24, 20)
 
 
 def test_non_image_and_missing_inputs(tmp_path, rng):
@@ -167,35 +171,71 @@ def test_output_would_overwrite_input(tmp_path, rng, model_file):
         upscale_paths([tmp_path / "a.png", tmp_path / "a_x2.png"], model_file, tmp_path)
 
 
-def test_unreadable_input_named_no_partial_output(tmp_path, rng, model_file):
+def test_unreadable_input_refused_the_others_written(tmp_path, rng, model_file, capsys):
+    from drtl.cli import main
+
     d = tmp_path / "in"
     save(d / "a.png", rand_img(rng, 8, 8))
     (d / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    with pytest.raises(DataError, match=r"b\.png"):
-        upscale_paths([d], model_file, tmp_path / "out")
+    save(d / "c.png", rand_img(rng, 8, 8))
     out = tmp_path / "out"
-    assert not out.exists() or not any(p.name.startswith("b") or p.name.startswith(".") for p in out.iterdir())
+    rep = upscale_paths([d], model_file, out)
+    assert [p.name for p in rep.written] == ["a_x2.png", "c_x2.png"]
+    assert len(rep.refused) == 1 and rep.refused[0][0].name == "b.png" and "cannot decode" in rep.refused[0][1]
+    assert "refused 1: " in rep.summary() and "b.png" in rep.summary()
+    assert sorted(p.name for p in out.iterdir()) == ["a_x2.png", "c_x2.png"]  # nothing half-written
+    # the command: summary on stdout, one error line, exit 2; a and c are already done (skipped)
+    assert main(["upscale", str(d), "--model", str(model_file), "--out", str(out)]) == 2
+    cap = capsys.readouterr()
+    assert "skipped 2 already done; refused 1" in cap.out
+    err = [line for line in cap.err.splitlines() if line.startswith("drtl: error")]
+    assert len(err) == 1 and "b.png" in err[0] and "1 input(s) refused" in err[0], cap.err
 
 
-def test_conversions_warn(tmp_path, rng, model_file):
-    rgb = rand_img(rng, 10, 12)
+def test_rerun_skips_done_files_by_content(tmp_path, rng, model_file):
     d = tmp_path / "in"
-    save(d / "gray.png", rgb[:, :, 0])
-    save(d / "rgba.png", np.dstack([rgb, np.full((10, 12), 128, np.uint8)]))
-    Image.fromarray(rgb[:, :, 1].astype(np.uint16) * 257).save(d / "g16.png")
-    with warnings.catch_warnings(record=True) as rec:
-        warnings.simplefilter("always")
-        written = upscale_paths([d], model_file, tmp_path / "out", tile=None)
-    msgs = [str(w.message) for w in rec if issubclass(w.category, ImageConversionWarning)]
-    assert len(msgs) == 3
-    assert any("gray.png" in m and "grayscale" in m for m in msgs)
-    assert any("rgba.png" in m and "alpha" in m for m in msgs)
-    assert any("g16.png" in m and "16-bit" in m for m in msgs)
-    for p in written:
-        with Image.open(p) as im:
-            assert im.mode == "RGB" and im.size == (24, 20)
-    g = read_image(tmp_path / "out" / "gray_x2.png")
-    assert g.shape == (20, 24, 3)
+    for n in "abc":
+        save(d / f"{n}.png", rand_img(rng, 10, 12))
+    out = tmp_path / "out"
+    first = upscale_paths([d], model_file, out)
+    assert len(first.written) == 3
+    stamp = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    (out / "b_x2.png").unlink()  # as if interrupted before b was written
+    save(d / "c.png", rand_img(rng, 10, 12))  # c's content changed: its output is stale
+    again = upscale_paths([d], model_file, out)
+    assert [p.name for p in again.skipped] == ["a.png"]
+    assert [p.name for p in again.written] == ["b_x2.png", "c_x2.png"]
+    assert (out / "a_x2.png").stat().st_mtime_ns == stamp["a_x2.png"]
+    # other settings give another output: not skipped
+    third = upscale_paths([d], model_file, out, overlap=8)
+    assert third.skipped == [] and len(third.written) == 3
+
+
+def test_recursive_keeps_subfolders_and_suffix(tmp_path, rng, model_file):
+    d = tmp_path / "photos"
+    save(d / "top.png", rand_img(rng, 8, 8))
+    save(d / "2024" / "june" / "a.png", rand_img(rng, 8, 8))
+    save(d / "2024" / "b.jpg", rand_img(rng, 8, 8))
+    save(d / ".hidden" / "x.png", rand_img(rng, 8, 8))
+    out = d / "sr"  # the output folder inside the input folder is not walked on a rerun
+    rep = upscale_paths([d], model_file, out, recursive=True, suffix="-big{scale}", ext="webp")
+    names = sorted(p.relative_to(out).as_posix() for p in rep.written)
+    assert names == ["2024/b-big2.webp", "2024/june/a-big2.webp", "top-big2.webp"]
+    again = upscale_paths([d], model_file, out, recursive=True, suffix="-big{scale}", ext="webp")
+    assert len(again.skipped) == 3 and again.written == []
+    flat = upscale_paths([d], model_file, tmp_path / "flat")
+    assert [p.name for p in flat.written] == ["top_x2.png"]
+    with pytest.raises(ConfigError, match="suffix"):
+        upscale_paths([d], model_file, out, suffix="_{size}")
+
+
+def test_bad_output_settings(tmp_path, rng, model_file):
+    save(tmp_path / "a.png", rand_img(rng, 8, 8))
+    with pytest.raises(ConfigError, match="--bits 16 needs PNG or TIFF"):
+        upscale_paths([tmp_path / "a.png"], model_file, tmp_path / "out", ext="jpg", bits=16)
+    with pytest.raises(ConfigError, match="--quality"):
+        upscale_paths([tmp_path / "a.png"], model_file, tmp_path / "out", quality=0)
+    assert not (tmp_path / "out").exists()
 
 
 def test_wrong_scale_model(tmp_path, rng, model_file):
@@ -227,7 +267,7 @@ def test_cli_handler(tmp_path, rng, model_file, capsys):
     )
     assert args.tile == 8 and args.device == "cpu" and args.amp is None
     args.func(args)
-    assert "upscaled 1 image" in capsys.readouterr().out
+    assert "upscaled 1 file(s), 0.0 MP in" in capsys.readouterr().out
     res = read_image(out / "photo_x2.png")
     assert res.shape == (40, 60, 3)
     m2, _ = __import__("drtl.modelio", fromlist=["load_model"]).load_model(model_file)
