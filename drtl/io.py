@@ -5,7 +5,13 @@ conversion with a warning (never silently):
 
 - grayscale (L, 1-channel): replicated to 3 channels;
 - RGBA / LA / palette with transparency: the alpha channel is dropped (no compositing);
-- 16-bit (I;16 or 16-bit RGB PNG): scaled to 8 bits with rounding (``round(v / 257)``).
+- 16-bit (I;16 or 16-bit RGB PNG): scaled to 8 bits with rounding (``round(v / 257)``);
+- any other mode (CMYK, YCbCr, LAB, 1-bit, premultiplied alpha ...): converted to RGB as
+  :func:`drtl.photo.read_photo` does (Pillow's own conversion, LittleCMS for CMYK with a profile
+  and LAB), never by taking the stored channels; 32-bit float pixels are refused.
+
+Colour profiles and EXIF orientation are not applied here (datasets keep their stored pixels);
+``drtl upscale`` reads with :func:`drtl.photo.read_photo`, which applies both.
 
 Anything that cannot be decoded raises :class:`drtl.errors.DataError` naming the file.
 """
@@ -46,8 +52,15 @@ def _decode(path: Path) -> tuple[np.ndarray, str, bool]:
             if mode == "P":
                 im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
                 mode = im.mode
-            if mode in ("RGB;16", "RGBA;16"):  # not produced by Pillow's PNG plugin, defensive
-                raise DataError(f"{path}: unsupported 16-bit colour mode {mode}; convert it to 8-bit RGB")
+            if mode not in ("L", "LA", "RGB", "RGBA"):
+                # CMYK, YCbCr, LAB, 1-bit, premultiplied ...: converted as a viewer shows them
+                # (Pillow's conversion / LittleCMS, drtl.photo), never by taking stored channels
+                from drtl.photo import read_photo
+
+                photo = read_photo(path)
+                if photo.bits != 8:
+                    raise DataError(f"{path}: unsupported 16-bit mode {mode}; convert it to 8-bit RGB")
+                return photo.rgb, mode, False
             arr = np.asarray(im)
             return arr, mode, False
     except DataError:

@@ -91,7 +91,7 @@ def _profile(icc: bytes) -> ImageCms.ImageCmsProfile:
 def _cube() -> Image.Image:
     v = np.linspace(0, 255, 8).round().astype(np.uint8)
     g = np.stack(np.meshgrid(v, v, v, indexing="ij"), axis=-1).reshape(1, -1, 3)
-    return Image.fromarray(g, "RGB")
+    return Image.fromarray(g)
 
 
 @functools.lru_cache(maxsize=16)
@@ -110,7 +110,7 @@ def _to_srgb(im: Image.Image, icc: bytes, in_mode: str) -> Image.Image:
 
 def _from_srgb(rgb: np.ndarray, icc: bytes, gray: bool) -> np.ndarray:
     """8-bit sRGB HWC -> the profile ``icc``'s RGB (or L for ``gray``), the inverse of reading."""
-    out = ImageCms.profileToProfile(Image.fromarray(rgb, "RGB"), _SRGB, _profile(icc), outputMode="L" if gray else "RGB")
+    out = ImageCms.profileToProfile(Image.fromarray(rgb), _SRGB, _profile(icc), outputMode="L" if gray else "RGB")
     return np.asarray(out)
 
 
@@ -207,7 +207,7 @@ def _convert(im: Image.Image, deep: np.ndarray | None, name: str) -> Photo:
         raise _refuse(name, "32-bit floating-point pixels cannot be shown as a photo; save it as 16-bit integers (PNG or TIFF)")
     if deep is not None:  # 16-bit colour (or gray + alpha): each plane turned upright as an I;16 image
         bits = 16
-        planes = [np.asarray(_orient(Image.fromarray(np.ascontiguousarray(deep[:, :, c]), "I;16"), orientation))
+        planes = [np.asarray(_orient(Image.fromarray(np.ascontiguousarray(deep[:, :, c])), orientation))
                   .astype(np.uint16) for c in range(deep.shape[2])]
         rgb = np.repeat(planes[0][:, :, None], 3, axis=2) if mode == "LA" else np.stack(planes[:3], axis=2)
         alpha = planes[-1] if mode in ("LA", "RGBA") else None
@@ -216,7 +216,7 @@ def _convert(im: Image.Image, deep: np.ndarray | None, name: str) -> Photo:
         if mode == "I" and arr.size and (arr.min() < 0 or arr.max() > 65535):
             raise _refuse(name, f"32-bit integer pixels ({int(arr.min())}..{int(arr.max())}) do not fit 16 bits; "
                                 "save it as 16-bit PNG or TIFF")
-        g = np.asarray(_orient(Image.fromarray(arr.astype(np.uint16), "I;16"), orientation)).astype(np.uint16)
+        g = np.asarray(_orient(Image.fromarray(arr.astype(np.uint16)), orientation)).astype(np.uint16)
         rgb, bits = np.repeat(g[:, :, None], 3, axis=2), 16
     else:
         im = _orient(im, orientation)
@@ -264,7 +264,7 @@ def _convert(im: Image.Image, deep: np.ndarray | None, name: str) -> Photo:
                     alpha = None if alpha is None else np.round(alpha / 257.0).astype(np.uint8)
                     bits = 8
                     losses.append("16-bit with a non-sRGB colour profile: converted to sRGB at 8 bits")
-                src = Image.fromarray(rgb[:, :, 0], "L") if space == "GRAY" else Image.fromarray(rgb, "RGB")
+                src = Image.fromarray(rgb[:, :, 0]) if space == "GRAY" else Image.fromarray(rgb)
                 rgb = np.asarray(_to_srgb(src, icc, src.mode))
                 gray = gray and space == "GRAY"
                 icc_srgb = False
@@ -306,15 +306,15 @@ def output_format(ext: str) -> str:
 def resize_alpha(alpha: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """An alpha plane (HW uint8 / uint16) resized to ``size`` (w, h) with Pillow's bicubic."""
     if alpha.dtype == np.uint8:
-        return np.asarray(Image.fromarray(alpha, "L").resize(size, Image.BICUBIC))
-    out = np.asarray(Image.fromarray(alpha.astype(np.float32), "F").resize(size, Image.BICUBIC))
+        return np.asarray(Image.fromarray(alpha).resize(size, Image.BICUBIC))
+    out = np.asarray(Image.fromarray(alpha.astype(np.float32)).resize(size, Image.BICUBIC))
     return np.clip(np.round(out), 0, 65535).astype(np.uint16)
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:
     """HWC RGB -> HW luma, ITU-R 601 as Pillow's ``convert('L')`` (which it is, for 8 bits)."""
     if rgb.dtype == np.uint8:
-        return np.asarray(Image.fromarray(rgb, "RGB").convert("L"))
+        return np.asarray(Image.fromarray(rgb).convert("L"))
     luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     return np.clip(np.round(luma), 0, 65535).astype(np.uint16)
 

@@ -91,3 +91,19 @@ def test_atomic_path_keeps_old_file_on_failure(tmp_path):
             raise RuntimeError("boom")
     assert dest.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_cmyk_and_other_modes_converted_by_pillow_not_sliced(tmp_path):
+    cmyk = np.zeros((6, 8, 4), np.uint8)
+    cmyk[:, :, 1] = cmyk[:, :, 2] = 255  # red in print
+    Image.frombytes("CMYK", (8, 6), cmyk.tobytes()).save(tmp_path / "red.jpg", quality=100)
+    out = read_image(tmp_path / "red.jpg")
+    with Image.open(tmp_path / "red.jpg") as im:
+        np.testing.assert_array_equal(out, np.asarray(im.convert("RGB")))
+    assert out[0, 0, 0] > 200 and out[0, 0, 1] < 50 and out[0, 0, 2] < 50  # red, not cyan
+    Image.fromarray(np.eye(8, dtype=bool)).save(tmp_path / "bw.png")  # 1-bit
+    bw = read_image(tmp_path / "bw.png")
+    assert bw.shape == (8, 8, 3) and bw.dtype == np.uint8 and set(np.unique(bw)) == {0, 255}
+    Image.fromarray(np.zeros((4, 4), np.float32)).save(tmp_path / "f.tif")
+    with pytest.raises(DataError, match="f.tif: 32-bit floating-point"):
+        read_image(tmp_path / "f.tif")
