@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.drtl-installed
 
-.PHONY: setup run test bench clean city100 browser control headroom bank
+.PHONY: setup run test test-fast test-e2e bench clean city100 browser control headroom bank
 
 setup: $(STAMP)
 
@@ -72,8 +72,19 @@ browser:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >/dev/null 2>&1 || \
 	  echo "make: could not install chromium with apt-get; tests/test_mlflow_ui.py will fail" >&2; fi
 
+# The tests in two lanes (tests/conftest.py): the fast lane of unit and contract tests (`-m "not slow"`,
+# about 2 minutes on 2 cores), then the end-to-end lane (`-m slow`), in which each orchestrator runs
+# the tiny plan once and the stage, parity, DVC and tracking tests read those runs. `make test` runs
+# both, fast lane first, so a broken unit fails in minutes.
 test: setup browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m slow
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-e2e: setup browser
+	$(BIN)/python -m pytest -q -m slow
 
 # Every benchmark, each figure next to its same-run baseline, into docs/benchmarks.md (the section
 # between the `make bench` markers; benchmarks/run_all.py). Takes about 15 minutes on 2 cores.

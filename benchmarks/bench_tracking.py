@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     from drtl.methods import METHODS
     from drtl.records import find_records
     from drtl.tracking import log_records, make_client
-    from drtl.tracking.demo import write_demo_records
+    from tests.tracking_demo import write_demo_records
 
     rows = [("import mlflow (fresh process)", [import_time() for _ in range(a.repeat)])]
     opens, ingests, cpus = [], [], []

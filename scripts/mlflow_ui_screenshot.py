@@ -178,7 +178,7 @@ def make_demo_store(folder: Path) -> str:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from drtl.records import find_records
     from drtl.tracking import log_records
-    from drtl.tracking.demo import write_demo_records
+    from tests.tracking_demo import write_demo_records
 
     folder.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{folder.resolve() / 'mlflow.db'}"

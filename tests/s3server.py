@@ -213,6 +213,29 @@ class SeaweedS3:
         self.stop()
 
 
+def make_bucket(cfg, name: str) -> str:
+    """Create bucket ``name`` on the server of ``cfg`` (a drtl.storage.S3Config) with boto3."""
+    from drtl.storage import make_client
+
+    make_client(cfg).create_bucket(Bucket=name)
+    return name
+
+
+def put_folder(cfg, root: Path, uri: str) -> list[str]:
+    """Upload every file under ``root`` to ``uri/<relative path>`` with boto3 (what ``dvc push`` or
+    ``aws s3 sync`` does for a user); names starting with '.' are skipped. Returns the keys, sorted."""
+    from drtl.storage import make_client, parse_s3_uri
+
+    bucket, prefix = parse_s3_uri(uri)
+    client, keys = make_client(cfg), []
+    for f in sorted(root.rglob("*")):
+        rel = f.relative_to(root).as_posix()
+        if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts):
+            keys.append(f"{prefix}/{rel}" if prefix else rel)
+            client.upload_file(str(f), bucket, keys[-1])
+    return sorted(keys)
+
+
 @pytest.fixture(scope="session")
 def seaweed_s3(tmp_path_factory):
     """A running SeaweedS3 shared by the whole session (skips if ``weed`` is absent)."""

@@ -10,24 +10,22 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import tiny_overrides
+
 TASKS = "[clean_bicubic,iso_blur_s1.6,gauss_noise15,jpeg_q30]"
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    from drtl.data.sample import make_sample
-
-    root = tmp_path_factory.mktemp("sample")
-    make_sample(root, scale=2, seed=0, hr_size=64, pool_size=4, test_size=2, aux_crops=1, aux_size=96)
-    return root
+def sample(tiny_sample) -> Path:
+    return tiny_sample
 
 
 def tiny(sample: Path) -> list[str]:
-    return [f"aux.hr=[{sample / 'aux_hr'}]", f"aux.tasks={TASKS}",
-            "relation.steps=10", "relation.lr_patch=16", "relation.eval_per_task=4", "relation.patches_per_image=4",
-            "pretrain.iterations=4", "pretrain.drtl_continue=2", "pretrain.lr_patch=16", "pretrain.checkpoint_every=2",
-            "finetune.iterations=4", "finetune.lr_patch=16", "finetune.batch=4", "finetune.checkpoint_every=2",
-            "threads=1", "tracking.enabled=false"]
+    """The tiny profile's budgets (configs/tiny.yaml) over the adapt profile, with checkpoints every 2
+    steps (the resume tests) and a DRTL-Pre continuation of 2 steps."""
+    return [f"aux.hr=[{sample / 'aux_hr'}]", f"aux.tasks={TASKS}", *tiny_overrides(("relation", "pretrain", "finetune")),
+            "pretrain.iterations=4", "pretrain.drtl_continue=2", "pretrain.checkpoint_every=2",
+            "finetune.iterations=4", "finetune.checkpoint_every=2", "threads=1", "tracking.enabled=false"]
 
 
 @pytest.fixture(scope="module")

@@ -21,16 +21,13 @@ TARGET = "iso_blur_s2.4"  # the target camera is this bank task, so the answer i
 
 
 @pytest.fixture(scope="module")
-def bank(tmp_path_factory):
+def bank(tmp_path_factory, tiny_sample):
     """A target made by TARGET from HR images the bank never saw, the 4-task bank, its params."""
-    from drtl.data.sample import make_sample
-
     root = tmp_path_factory.mktemp("fitted")
-    make_sample(root / "sample", scale=2, seed=0, hr_size=64, pool_size=4, test_size=2, aux_crops=1, aux_size=96)
-    synthesize_target(TARGET, [str(root / "sample" / "pool")], root / "pool", 2, seed=0)
+    synthesize_target(TARGET, [str(tiny_sample / "pool")], root / "pool", 2, seed=0)
     params = load_params(None, [
-        f"outputs={root / 'out'}", f"target.pool={root / 'pool'}", f"target.test={root / 'sample' / 'test'}",
-        f"aux.hr=[{root / 'sample' / 'aux_hr'}]", f"aux.tasks=[{', '.join(TASKS)}]", "threads=1",
+        f"outputs={root / 'out'}", f"target.pool={root / 'pool'}", f"target.test={tiny_sample / 'test'}",
+        f"aux.hr=[{tiny_sample / 'aux_hr'}]", f"aux.tasks=[{', '.join(TASKS)}]", "threads=1",
         "relation.steps=10", "relation.lr_patch=16", "relation.eval_per_task=4", "relation.patches_per_image=4",
         "relation.fitted=true", "relation.similarity=reproduction", "relation.tau_db=0.5",
         "pretrain.iterations=3", "pretrain.lr_patch=16", "meta.iterations=2", "meta.lr_patch=16",
@@ -128,8 +125,8 @@ def test_task_logits_give_each_family_its_softmax_shared_evenly():
 def test_expert_relation_weighs_the_family_whose_expert_restores_the_shots(bank, tmp_path, fitted):
     root, params = bank
     p = load_params(None, [
-        f"outputs={root / 'out'}", f"target.pool={root / 'pool'}", f"target.test={root / 'sample' / 'test'}",
-        f"aux.hr=[{root / 'sample' / 'aux_hr'}]", f"aux.tasks=[{', '.join(TASKS)}]", "threads=1",
+        f"outputs={root / 'out'}", f"target.pool={root / 'pool'}", f"target.test={params['target']['test']}",
+        f"aux.hr=[{params['aux']['hr'][0]}]", f"aux.tasks=[{', '.join(TASKS)}]", "threads=1",
         "relation.steps=10", "relation.lr_patch=16", "relation.eval_per_task=4", "relation.patches_per_image=4",
         f"relation.fitted={str(fitted).lower()}", "relation.similarity=expert", "relation.tau_db=0.25",
         "relation.expert.iterations=60", "relation.expert.lr_patch=16", "relation.expert.lr=0.002",

@@ -1,9 +1,9 @@
-"""Kubeflow: the pipeline built from the plan, compiled IR, a local run with a run-time sweep, submission.
+"""Kubeflow: the pipeline built from the plan, compiled IR, the component body, submission.
 
-The local run executes every task as a subprocess of this interpreter (kfp.local SubprocessRunner,
-use_venv=False) on the tiny profile (configs/tiny.yaml). Submission talks to a stand-in for the KFP
-API server (a 127.0.0.1 HTTP server answering the REST endpoints kfp.Client uses) or to a fake
-kfp.Client. The parity of results.csv with `drtl experiment` is tests/test_parity.py.
+The suite's one local run (kfp.local SubprocessRunner, use_venv=False, on the tiny profile with a
+run-time sweep) is in tests/test_parity.py, which compares its results.csv with `drtl experiment`'s
+and checks its report. Submission talks to a stand-in for the KFP API server (a 127.0.0.1 HTTP
+server answering the REST endpoints kfp.Client uses) or to a fake kfp.Client.
 """
 
 import ast
@@ -19,9 +19,8 @@ import pytest
 import yaml
 
 from drtl.methods import METHODS, SOURCES
+from tests.conftest import REPO, TINY
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "configs" / "tiny.yaml"
 GPU_STAGES = ("relation", "pretrain", "metatrain", "finetune")
 IMAGE = "registry.example.org/drtl/drtl@sha256:0123"
 
@@ -181,25 +180,6 @@ def test_component_signature_covers_every_stage_input():
     assert "from drtl.runner import execute" in src and "from components" not in src and "pipelines" not in src
 
 
-# ------------------------------------------------------------------------------------ local run
-@pytest.mark.slow
-def test_local_run_with_a_runtime_sweep(tmp_path, capsys):
-    """`drtl-kfp run --local` with cells different from the compiled default (tiny.yaml: K in {1, 2})
-    reports exactly those cells."""
-    from tests.test_parity import sample_data_dir
-
-    out = tmp_path / "run"
-    assert _cli(["run", "--local", "--params", str(TINY), "--data", str(sample_data_dir(tmp_path)),
-                 "--cells", '[{"shots": 1, "seed": 0}]', "--out", str(out)]) == 0
-    assert str(out / "results.csv") in capsys.readouterr().out
-    df = pd.read_csv(out / "results.csv")
-    assert list(df.columns) == ["method", "shots", "seed", "psnr_y", "ssim_y"]
-    assert list(df.method) == [m for m in METHODS if m in _tiny_methods()] and set(df.shots) == {1} and set(df.seed) == {0}
-    assert (df.psnr_y > 15).all() and ((df.ssim_y > 0) & (df.ssim_y <= 1)).all()
-    for f in ("aggregate.csv", "results.md", "psnr_vs_shots.png", "run.json"):
-        assert (out / "reports" / f).is_file(), f
-
-
 # -------------------------------------------------------------------------------------- submission
 class _KFPStandIn(BaseHTTPRequestHandler):
     """The KFP v2beta1 REST endpoints kfp.Client.create_run_from_pipeline_package calls."""
@@ -324,7 +304,7 @@ def test_kfp_import_is_lazy_and_library_never_imports_kfp():
 
 
 # ------------------------------------------------------------------------ the component body, in-process
-def test_component_body_dedups_evals_and_logs_the_record(tmp_path):
+def test_component_body_dedups_evals_and_logs_the_record(tmp_path, sample_data):
     """The body of the generic component, called as a function, tracking into a real SQLite MLflow
     store the Kubeflow way: a parent from start_parent, a child per task's record under it, the
     report onto the parent, which it finishes. The report gets one evaluation per (method, shots,
@@ -346,9 +326,7 @@ def test_component_body_dedups_evals_and_logs_the_record(tmp_path):
 
     per_cell = [[ev("bicubic", None, 0, 30.0), ev("scratch", 1, 0, 31.0)],
                 [ev("bicubic", None, 0, 30.0), ev("scratch", 2, 0, 32.0)]]
-    from tests.test_parity import sample_data_dir
-
-    sample = sample_data_dir(tmp_path)
+    sample = sample_data
     run_stage(stage="evaluate", params=json.dumps({**p, "target": {**p["target"], "test": str(sample / "test")}}),
               out=Artifact(uri=str(tmp_path / "ev")), name="bicubic_s0", method="bicubic", seed=0,
               tracking_uri=uri, parent_run_id=parent)

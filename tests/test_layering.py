@@ -1,6 +1,7 @@
 """The layering of ../shared/DESIGN.md, checked on every import statement of drtl/ (top-level and
 inside functions): the library never imports Kubeflow or the pipeline glue, tracking never imports
-stages, stages never import orchestrators, and no module outgrows about 400 lines."""
+stages, and stages never import orchestrators. (Module size is a review matter, not a test: a file is split
+by concern, not by line count.)"""
 
 from __future__ import annotations
 
@@ -45,9 +46,3 @@ def test_imports_point_down(path):
         assert not any(n.startswith(("drtl.stages", "drtl.orchestrate", "drtl.plan", "drtl.runner", "drtl.cli"))
                        for n in found), \
             f"{mod} (a library layer) imports an orchestration layer: {sorted(found)}"
-
-
-@pytest.mark.parametrize("path", FILES, ids=lambda p: module(p))
-def test_modules_stay_small(path):
-    n = len(path.read_text().splitlines())
-    assert n <= 420, f"{module(path)} has {n} lines; split it (about 400 at most)"

@@ -77,7 +77,7 @@ def test_mlflow_ui_runs_table_and_compare_view(tmp_path):
     lap = lambda what: print(f"{time.time() - t0:6.1f}s {what}")  # noqa: E731
     from drtl.records import find_records
     from drtl.tracking import log_records, make_client
-    from drtl.tracking.demo import write_demo_records
+    from tests.tracking_demo import write_demo_records
 
     write_demo_records(tmp_path / "outputs", methods=("bicubic", "scratch", "drtl_pre"), shots=(1, 5), seeds=(0,),
                        steps=3)

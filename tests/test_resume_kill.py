@@ -17,12 +17,8 @@ ITERATIONS = 300
 
 
 @pytest.fixture(scope="module")
-def pool(tmp_path_factory) -> Path:
-    from drtl.data.sample import make_sample
-
-    root = tmp_path_factory.mktemp("sample")
-    make_sample(root, scale=2, seed=0, hr_size=64, pool_size=4, test_size=2, aux_crops=1, aux_size=96)
-    return root / "pool"
+def pool(tiny_sample) -> Path:
+    return tiny_sample / "pool"
 
 
 def _cmd(pool: Path, out: Path) -> list[str]:
@@ -45,6 +41,7 @@ def _state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bit_identical(pool, tmp_path):
     from drtl.train import load_checkpoint
 

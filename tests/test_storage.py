@@ -16,7 +16,7 @@ from drtl.data.folder import sha256_file
 from drtl.errors import ConfigError, DataError, DRTLError
 from drtl.storage import S3Config
 from tests.conftest import rand_img, save
-from tests.s3server import free_ports, seaweed_s3  # noqa: F401  (session fixture)
+from tests.s3server import free_ports, make_bucket, put_folder, seaweed_s3  # noqa: F401  (session fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -40,9 +40,7 @@ def make_dataset(root: Path, rng, n: int = 3) -> Path:
 
 
 def new_bucket(server, cfg: S3Config) -> str:
-    name = f"drtl-{uuid.uuid4().hex[:10]}"
-    assert storage.ensure_bucket(name, cfg) is True
-    return name
+    return make_bucket(cfg, f"drtl-{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture
@@ -108,50 +106,37 @@ def test_library_does_not_import_kfp():
 # ------------------------------------------------------------------------------------ against SeaweedFS
 def test_folder_round_trip(tmp_path, rng, cfg, bucket):
     src = make_dataset(tmp_path / "pairs", rng)
-    (src / ".manifest.csv.tmp").write_text("half-written")  # temp files are skipped
     uri = f"s3://{bucket}/datasets/pairs"
-    keys = storage.upload_folder(src, uri, cfg)
-    assert keys == sorted(f"datasets/pairs/{k}" for k in tree_hashes(src) if not k.startswith("."))
+    keys = put_folder(cfg, src, uri)
     assert len(keys) == 7  # 3 HR + 3 LR + manifest
-    assert storage.exists(uri, cfg) and storage.exists(f"{uri}/manifest.csv", cfg)
-    assert storage.exists(f"s3://{bucket}", cfg)
-    assert not storage.exists(f"{uri}/nope.png", cfg) and not storage.exists(f"s3://{bucket}/datasets/pair", cfg)
-    assert not storage.exists("s3://no-such-bucket-drtl/x", cfg)
+    put_folder(cfg, src, f"s3://{bucket}/datasets/pairs-other")  # a sibling prefix is not listed
+    assert storage.list_keys(uri, cfg) == keys
 
     dest = tmp_path / "restored"
     (dest / "stale").mkdir(parents=True)
     (dest / "stale" / "old.txt").write_text("replaced as a whole")
     assert storage.download_folder(uri, dest, cfg) == dest
-    want = {k: v for k, v in tree_hashes(src).items() if not k.startswith(".")}
-    assert tree_hashes(dest) == want
+    assert tree_hashes(dest) == tree_hashes(src)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp siblings left
 
-    # single files, and the boto3 view of the same objects
-    f = storage.download_file(f"{uri}/HR/000.png", tmp_path / "one.png", cfg)
-    assert sha256_file(f) == want["HR/000.png"]
-    key = storage.upload_file(src / "manifest.csv", f"s3://{bucket}/single/", cfg)
-    assert key == "single/manifest.csv"
-    body = storage.make_client(cfg).get_object(Bucket=bucket, Key=key)["Body"].read()
-    assert body == (src / "manifest.csv").read_bytes()
-    assert storage.ensure_bucket(bucket, cfg) is False
 
-
-def test_config_from_environment_reaches_server(tmp_path, monkeypatch, seaweed_s3, bucket):
+def test_config_from_environment_reaches_server(tmp_path, rng, monkeypatch, seaweed_s3, cfg, bucket):
+    src = make_dataset(tmp_path / "pairs", rng, n=1)
+    put_folder(cfg, src, f"s3://{bucket}/env")
     for k in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "MLFLOW_S3_ENDPOINT_URL", "DRTL_S3_ENDPOINT"]:
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweed_s3.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed_s3.secret_key)
     monkeypatch.setenv("DRTL_S3_ENDPOINT", seaweed_s3.endpoint_url)
-    (tmp_path / "a.txt").write_text("hello")
-    assert storage.upload_file(tmp_path / "a.txt", f"s3://{bucket}/env/a.txt") == "env/a.txt"
-    assert storage.exists(f"s3://{bucket}/env/a.txt")
+    assert storage.download_folder(f"s3://{bucket}/env", tmp_path / "got") == tmp_path / "got"  # no cfg: the env
+    assert tree_hashes(tmp_path / "got") == tree_hashes(src)
 
 
 @pytest.mark.parametrize("which", ["secret", "key"])
 def test_wrong_credentials_rejected(tmp_path, rng, seaweed_s3, cfg, bucket, which):
     src = make_dataset(tmp_path / "pairs", rng, n=1)
     uri = f"s3://{bucket}/creds"
-    storage.upload_folder(src, uri, cfg)
+    put_folder(cfg, src, uri)
     bad = cfg.with_(secret_key="wrong-secret") if which == "secret" else cfg.with_(access_key="nobody")
 
     existing = tmp_path / "existing"
@@ -160,9 +145,7 @@ def test_wrong_credentials_rejected(tmp_path, rng, seaweed_s3, cfg, bucket, whic
     before = tree_hashes(existing)
     for call in (lambda: storage.download_folder(uri, existing, bad),
                  lambda: storage.download_folder(uri, tmp_path / "fresh", bad),
-                 lambda: storage.upload_folder(src, f"{uri}-2", bad),
-                 lambda: storage.download_file(f"{uri}/manifest.csv", tmp_path / "m.csv", bad),
-                 lambda: storage.exists(uri, bad)):
+                 lambda: storage.list_keys(uri, bad)):
         with pytest.raises(storage.S3AuthError) as ei:
             call()
         msg = str(ei.value)
@@ -170,15 +153,14 @@ def test_wrong_credentials_rejected(tmp_path, rng, seaweed_s3, cfg, bucket, whic
         assert seaweed_s3.endpoint_url in msg and "s3://" in msg
         assert ("AWS_SECRET_ACCESS_KEY" if which == "secret" else "AWS_ACCESS_KEY_ID") in msg
     assert tree_hashes(existing) == before
-    assert not (tmp_path / "fresh").exists() and not (tmp_path / "m.csv").exists()
+    assert not (tmp_path / "fresh").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["existing", "pairs"]  # no partial / temp folders
-    assert not storage.exists(f"{uri}-2", cfg)
 
 
 def test_failed_download_leaves_existing_folder(tmp_path, rng, cfg, bucket, monkeypatch):
     src = make_dataset(tmp_path / "pairs", rng)
     uri = f"s3://{bucket}/partial"
-    storage.upload_folder(src, uri, cfg)
+    put_folder(cfg, src, uri)
     dest = tmp_path / "dest"
     (dest / "HR").mkdir(parents=True)
     (dest / "HR" / "keep.png").write_bytes(b"keep me")
@@ -204,11 +186,10 @@ def test_missing_bucket_and_prefix(tmp_path, cfg, bucket):
         storage.download_folder("s3://no-such-bucket-drtl/x", tmp_path / "out", cfg)
     with pytest.raises(storage.S3NotFoundError, match="no objects"):
         storage.download_folder(f"s3://{bucket}/empty", tmp_path / "out", cfg)
-    with pytest.raises(storage.S3NotFoundError, match="no such object"):
-        storage.download_file(f"s3://{bucket}/nope.txt", tmp_path / "nope.txt", cfg)
-    with pytest.raises(DataError, match="not found"):
-        storage.upload_folder(tmp_path / "absent", f"s3://{bucket}/x", cfg)
-    assert not (tmp_path / "out").exists() and not (tmp_path / "nope.txt").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match="not a folder"):
+        storage.download_folder(f"s3://{bucket}/empty", tmp_path / "file", cfg)
+    assert not (tmp_path / "out").exists() and (tmp_path / "file").read_text() == "x"
 
 
 # ------------------------------------------------------------------------------------------------ DVC

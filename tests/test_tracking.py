@@ -20,7 +20,7 @@ import pytest
 from drtl.records import RunRecord, find_records, write_record
 from drtl.tracking import (finish_parent, log_records, make_client, report_from_mlflow, resolve_uri, run_name,
                            search_results, start_parent, track_folder)
-from drtl.tracking.demo import write_demo_records
+from tests.tracking_demo import write_demo_records
 
 REPO = Path(__file__).resolve().parents[1]
 

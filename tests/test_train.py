@@ -199,9 +199,15 @@ def test_weighted_differs_from_uniform():
 def test_amp_ignored_on_cpu_and_tqdm_forced(capsys):
     samplers = make_samplers(1)
     a, b = make_model(), make_model()
+    capsys.readouterr()
     finetune(a, samplers[0], CFG.replace(amp=True), progress=True)
+    bar = capsys.readouterr().err
     finetune(b, samplers[0], CFG, progress=False)
     assert_same(weights_of(a), weights_of(b))
+    # progress=True draws the bar on a non-terminal stderr, named and sized by the run (tqdm redraws at
+    # most every 0.1 s, so a run this short may show only its first frame)
+    assert bar.startswith("\rfinetune:") and f"/{CFG.iterations} [" in bar, bar
+    assert capsys.readouterr().err == ""  # progress=False: nothing at all
 
 
 def test_nan_loss_is_reported():

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -17,12 +19,8 @@ from drtl.plan import plan
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    from drtl.data.sample import make_sample
-
-    root = tmp_path_factory.mktemp("sample")
-    make_sample(root, scale=2, seed=0, hr_size=64, pool_size=4, test_size=2, aux_crops=1, aux_size=96)
-    return root
+def sample(tiny_sample) -> Path:
+    return tiny_sample
 
 
 def _runs(**over):

@@ -1,4 +1,5 @@
-"""S3 object storage (boto3): datasets, models and reports to and from any S3-compatible endpoint.
+"""S3 object storage (boto3): the prepare stage's ``s3://`` dataset source, from any S3-compatible
+endpoint (:func:`download_folder`). Datasets get there with DVC (an S3 remote, docs/storage.md).
 
 Configuration comes from explicit arguments or the environment (see :meth:`S3Config.from_env`):
 
@@ -18,19 +19,11 @@ folder untouched. Progress bars show on a terminal only (:mod:`drtl.progress`).
 
 from drtl.storage.config import DEFAULT_REGION, ENDPOINT_VARS, S3Config, join_uri, make_client, parse_s3_uri
 from drtl.storage.errors import S3AuthError, S3ConnectionError, S3NotFoundError, StorageError, translate_error
-from drtl.storage.transfer import (
-    download_file,
-    download_folder,
-    ensure_bucket,
-    exists,
-    list_keys,
-    upload_file,
-    upload_folder,
-)
+from drtl.storage.transfer import download_folder, list_keys
 
 __all__ = [
     "S3Config", "StorageError", "S3AuthError", "S3NotFoundError", "S3ConnectionError",
-    "parse_s3_uri", "join_uri", "make_client", "upload_file", "download_file", "upload_folder",
-    "download_folder", "exists", "list_keys", "ensure_bucket", "translate_error", "DEFAULT_REGION", "ENDPOINT_VARS",
+    "parse_s3_uri", "join_uri", "make_client", "download_folder", "list_keys", "translate_error",
+    "DEFAULT_REGION", "ENDPOINT_VARS",
 ]
 

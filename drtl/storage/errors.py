@@ -43,15 +43,9 @@ def client_error_code(exc) -> tuple[str, int | None, str]:
 
 def translate_error(exc: BaseException, uri: str, cfg: S3Config) -> DRTLError | None:
     """The :class:`StorageError` for a boto3/botocore exception (None if it is none of theirs)."""
-    from boto3.exceptions import S3UploadFailedError
     from botocore import exceptions as bx
 
     where = cfg.endpoint_name
-    if isinstance(exc, S3UploadFailedError):
-        if isinstance(exc.__context__, bx.ClientError | bx.BotoCoreError):
-            exc = exc.__context__
-        else:
-            return StorageError(_one_line(f"{uri}: upload to {where} failed: {exc}"))
     if isinstance(exc, bx.ClientError):
         code, status, message = client_error_code(exc)
         if code == "InvalidAccessKeyId":
@@ -65,7 +59,7 @@ def translate_error(exc: BaseException, uri: str, cfg: S3Config) -> DRTLError | 
                                "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and the bucket's permissions")
         if code == "NoSuchBucket":
             return S3NotFoundError(f"{uri}: bucket {parse_s3_uri(uri)[0]!r} not found at {where}; "
-                                   "create it (drtl.storage.ensure_bucket) or fix the URI")
+                                   "check the URI (or create the bucket and `dvc push` the data)")
         if code in ("NoSuchKey", "404", "NotFound") or status == 404:
             return S3NotFoundError(f"{uri}: no such object at {where}; check the URI (and the bucket)")
         if code == "InvalidBucketName":

@@ -1,4 +1,4 @@
-"""Made-up run records shaped like a pipeline run (no training): for the tests, the MLflow UI test,
+"""Made-up run records shaped like a pipeline run (no training): for the tracking tests, the MLflow UI test,
 the tracking benchmark and ``scripts/mlflow_ui_screenshot.py --demo``.
 
 :func:`write_demo_records` writes, under ``root``, what the stage wrapper writes: run folders with a
