@@ -232,6 +232,20 @@ def _cmd_plan(a):
                                           if r.deps else ""))
 
 
+def _cmd_params(a):
+    """Every key of the resolved profile (DEFAULTS <- --params <- -S), as the YAML file DVC reads."""
+    import yaml
+
+    text = yaml.safe_dump(_params(a), sort_keys=False, width=110)
+    if a.out is None:
+        print(text, end="")
+        return
+    from drtl.io import write_text
+
+    write_text(a.out, text)
+    print(f"wrote {a.out}")
+
+
 # ------------------------------------------------------------------ adapt and upscale: argparse only here
 # Building the parser imports nothing heavy (``drtl --help`` stays fast): the command functions live
 # in drtl.orchestrate.adapt and drtl.upscale (torch, pandas) and are imported when the command runs.
@@ -384,6 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     hr.set_defaults(func=_cmd_headroom)
     pl = _with_params(sub.add_parser("plan", help="list the runs of the plan for these params"))
     pl.set_defaults(func=_cmd_plan)
+    pa = _with_params(sub.add_parser("params", help="write a profile in full (every key, as DVC's params.yaml needs)",
+                                     description="Resolve a profile (drtl.config.DEFAULTS <- --params <- -S) and "
+                                                 "write every key: e.g. `drtl params --params params.gpu.yaml --out "
+                                                 "params.yaml` before `dvc exp run`."))
+    pa.add_argument("--out", default=None, help="file to write (default: standard output)")
+    pa.set_defaults(func=_cmd_params)
     tr = _with_params(sub.add_parser("track", help="log the plan's run records to MLflow (one parent run)"))
     tr.add_argument("--reports", default="reports", help="the report's folder (dvc.yaml: reports)")
     tr.add_argument("--orchestrator", default="dvc repro")

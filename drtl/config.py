@@ -1,7 +1,9 @@
-"""Typed access to params.yaml: defaults, overrides (``-S key.sub=value``) and validation.
+"""Typed params: the default profile, overlays, overrides (``-S key.sub=value``) and validation.
 
-``params.yaml`` (read by DVC too) holds every tunable, one section per stage. ``load_params``
-merges it over :data:`DEFAULTS`, so a partial file works, refuses unknown keys, and checks every
+:data:`DEFAULTS` is the default profile (CPU, sized for ``make run``) and the one definition of every
+key; ``params.yaml`` writes it out in full for DVC, and every other profile (``params.gpu.yaml``,
+``configs/*.yaml``, ``drtl/profiles/adapt.yaml``) is an overlay holding only what it changes.
+``load_params`` merges a params file over :data:`DEFAULTS`, refuses unknown keys, and checks every
 value against :data:`SCHEMA` (the type and range of each key, defined next to the defaults). A bad
 value is a one-line :class:`ConfigError` naming the key, the value and what is expected, raised
 before any work starts.
@@ -18,7 +20,7 @@ from typing import Any
 import yaml
 
 from drtl.errors import ConfigError
-from drtl.methods import META_INITS, UPPER_BOUND_INITS
+from drtl.methods import DEFAULT_METHODS, META_INITS, UPPER_BOUND_INITS
 from drtl.methods import METHOD_NAMES as METHODS  # the method registry is the one definition
 
 # The super-resolution scales the project supports, everywhere (import, validation, params, models).
@@ -37,20 +39,21 @@ DEFAULTS: dict[str, Any] = {
     "aux": {"hr": ["data/sample/aux_hr"], "families": None, "tasks": None, "exclude": None, "variants": 1,
             "val_fraction": 0.25, "max_hr_side": 256, "seed": 0},
     "arch": {"name": "edsr_tiny"},
-    "relation": {"drn": {"num_feat": 32, "emb_dim": 64, "reference": True, "reference_match": True}, "steps": 300, "batch_per_task": 4, "lr_patch": 32,
-                 "lr": 1e-3, "temperature": 0.1, "tau": 0.05, "mix": 0.0, "top_k": 0, "weighting": True, "patches_per_image": 16,
-                 "eval_per_task": 32, "seed": 0, "fitted": False, "fitted_noise": 0.0, "similarity": "drn",
-                 "tau_db": 0.5, "expert": {"iterations": 400, "batch": 4, "lr_patch": 24, "lr": 5e-4,
-                                           "schedule": "cosine", "tasks_per_step": 4}},
-    "pretrain": {"iterations": 200, "batch": 4, "lr_patch": 32, "lr": 2e-4, "tasks_per_step": 4,
-                 "schedule": "constant", "log_every": 25, "checkpoint_every": 0, "drtl_continue": 0},
-    "meta": {"iterations": 100, "lr_patch": 32, "lr": 2e-4, "inner_steps": 5, "inner_lr": 1e-2,
+    "relation": {"drn": {"num_feat": 32, "emb_dim": 64, "reference": True, "reference_match": True}, "steps": 300,
+                 "batch_per_task": 2, "lr_patch": 32, "lr": 1e-3, "temperature": 0.1, "tau": 0.05, "mix": 0.0,
+                 "top_k": 0, "weighting": True, "patches_per_image": 16, "eval_per_task": 32, "seed": 0,
+                 "fitted": False, "fitted_noise": 0.0, "similarity": "drn", "tau_db": 0.5,
+                 "expert": {"iterations": 400, "batch": 4, "lr_patch": 24, "lr": 5e-4, "schedule": "cosine",
+                            "tasks_per_step": 4}},
+    "pretrain": {"iterations": 400, "batch": 4, "lr_patch": 24, "lr": 5e-4, "tasks_per_step": 4,
+                 "schedule": "cosine", "log_every": 100, "checkpoint_every": 0, "drtl_continue": 0},
+    "meta": {"iterations": 30, "lr_patch": 24, "lr": 1e-4, "inner_steps": 3, "inner_lr": 1e-2,
              "meta_batch": 4, "first_order": True, "support_batch": 4, "query_batch": 4,
-             "log_every": 25, "checkpoint_every": 0, "init": "pretrain"},
-    "finetune": {"iterations": 200, "batch": 16, "lr_patch": 32, "lr": 1e-4, "schedule": "constant",
-                 "log_every": 25, "checkpoint_every": 0, "upper_bound_init": "pretrain",
-                 "ceiling_iterations": 1000, "val_fraction": 0.25, "eval_every": 5, "patience": 0},
-    "experiment": {"shots": [1, 5, 10], "seeds": [0, 1], "methods": list(METHODS)},
+             "log_every": 20, "checkpoint_every": 0, "init": "pretrain"},
+    "finetune": {"iterations": 60, "batch": 16, "lr_patch": 24, "lr": 5e-5, "schedule": "constant",
+                 "log_every": 20, "checkpoint_every": 0, "upper_bound_init": "pretrain",
+                 "ceiling_iterations": 150, "val_fraction": 0.25, "eval_every": 5, "patience": 0},
+    "experiment": {"shots": [1, 5, 10], "seeds": [0], "methods": list(DEFAULT_METHODS)},
     "tracking": {"uri": "sqlite:///mlflow.db", "experiment": "drtl", "enabled": True},
 }
 

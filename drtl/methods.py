@@ -53,7 +53,8 @@ class Method:
     the name of a method whose init to borrow); ``trains``: False only for bicubic; ``per_shot``:
     fine-tuned on the K shots (one run per K and seed) or on every pool pair (one run per seed,
     repeated for every K in the table); ``budget``: the ``finetune.*`` param with its number of
-    steps (``iterations``, or ``ceiling_iterations`` for the ceilings' long budget).
+    steps (``iterations``, or ``ceiling_iterations`` for the ceilings' long budget); ``default``:
+    in the default profile's table (``experiment.methods`` of drtl.config.DEFAULTS).
     """
 
     name: str
@@ -63,6 +64,7 @@ class Method:
     trains: bool = True
     per_shot: bool = True
     budget: str = "iterations"
+    default: bool = True
 
     def name_for(self, shots, seed) -> str:
         return run_name(self.name, shots if self.per_shot else None, seed)
@@ -98,7 +100,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("drtl_pre", "DRTL-Pre + fine-tuning", init="pretrain_drtl"),
     Method("drtl_meta", "DRTL-Meta (meta-transfer from uniform pre-training) + fine-tuning", init="meta_drtl"),
     Method("pretrain_more", "uniform pre-training + the meta-steps' compute as plain steps (control for maml)",
-           init="pretrain_more"),
+           init="pretrain_more", default=False),
     Method("upper_bound", "ceiling: every pool pair, long budget (init: finetune.upper_bound_init)",
            init_param="upper_bound_init", per_shot=False, budget="ceiling_iterations"),
     Method("scratch_all", "ceiling from scratch: every pool pair, the same long budget", per_shot=False,
@@ -106,6 +108,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 )}
 
 METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
+DEFAULT_METHODS: tuple[str, ...] = tuple(m.name for m in METHODS.values() if m.default)
 BASELINE: str = next(m.name for m in METHODS.values() if not m.trains)  # the row without a model (bicubic)
 FRESH = "scratch"  # an init param's value for fresh weights; any other value names a method's source
 # upper_bound may start from any source that does not depend on K (it is fine-tuned once per seed)

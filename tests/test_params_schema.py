@@ -136,7 +136,7 @@ def test_normalisation():
     assert p["aux"]["hr"] == ["data/x"] and p["aux"]["families"] == ["blur"]
 
 
-@pytest.mark.parametrize("path", ["params.yaml", "params.gpu.yaml", *sorted(p.relative_to(REPO).as_posix()
-                                                                       for p in (REPO / "configs").glob("*.yaml"))])
+@pytest.mark.parametrize("path", ["params.yaml", "params.gpu.yaml", "drtl/profiles/adapt.yaml",
+                                  *sorted(p.relative_to(REPO).as_posix() for p in (REPO / "configs").glob("*.yaml"))])
 def test_shipped_params_files_validate(path):
     load_params(REPO / path)

@@ -22,22 +22,31 @@ from tests.dvcrepo import DVC, REPO, dvc, git, make_copy, ran, skipped
 needs_dvc = pytest.mark.skipif(not DVC.exists(), reason=f"{DVC} is absent")
 
 
-def test_params_files_mirror_defaults():
-    """params.yaml and params.gpu.yaml hold every key of drtl.config.DEFAULTS and load cleanly."""
+def test_one_profile_system():
+    """drtl.config.DEFAULTS is the default profile; params.yaml writes it out in full (DVC tracks only
+    the keys of that file); every other profile is an overlay holding only what it changes."""
+    from drtl.orchestrate.adapt import ADAPT_PROFILE
 
     def keys(d, prefix=""):
-        out = set()
+        out = {}
         for k, v in d.items():
             if isinstance(v, dict) and (prefix + k) not in ("relation.drn", "arch"):
-                out |= keys(v, f"{prefix}{k}.")
+                out.update(keys(v, f"{prefix}{k}."))
             else:
-                out.add(prefix + k)
+                out[prefix + k] = v
         return out
 
-    for name in ("params.yaml", "params.gpu.yaml"):
-        raw = yaml.safe_load((REPO / name).read_text())
-        assert keys(raw) == keys(DEFAULTS), name
-        load_params(REPO / name)
+    full = keys(yaml.safe_load((REPO / "params.yaml").read_text()))
+    assert set(full) == set(keys(DEFAULTS)), "params.yaml must hold every key of DEFAULTS"
+    assert load_params(REPO / "params.yaml") == load_params(None), \
+        "params.yaml differs from drtl.config.DEFAULTS: change the default there, then write both"
+    defaults = keys(load_params(None))
+    overlays = [REPO / "params.gpu.yaml", ADAPT_PROFILE, *sorted((REPO / "configs").glob("*.yaml"))]
+    for path in overlays:
+        raw = keys(yaml.safe_load(path.read_text()))
+        resolved = keys(load_params(path))
+        same = sorted(k for k in raw if resolved[k] == defaults[k])
+        assert not same, f"{path.name} repeats the defaults of {same}: an overlay holds only what it changes"
     gpu = load_params(REPO / "params.gpu.yaml")
     assert gpu["arch"]["name"] == "edsr_baseline" and gpu["device"] == "auto"
     assert 48 <= gpu["finetune"]["lr_patch"] <= 64 and gpu["pretrain"]["iterations"] >= 1000
@@ -46,6 +55,23 @@ def test_params_files_mirror_defaults():
     core = {"bicubic", "scratch", "pretrain", "maml", "drtl_pre", "drtl_meta", "upper_bound", "scratch_all"}
     assert core <= set(cpu["experiment"]["methods"]) <= set(METHODS)
     assert sorted(gpu["experiment"]["methods"]) == sorted(METHODS)
+
+
+def test_drtl_params_writes_a_profile_in_full(tmp_path, capsys):
+    """`drtl params --params OVERLAY --out F` gives the file DVC needs: every key, the overlay's values."""
+    from drtl.cli import main
+
+    out = tmp_path / "params.yaml"
+    assert main(["params", "--params", str(REPO / "params.gpu.yaml"), "-S", "experiment.seeds=[4]",
+                 "--out", str(out)]) == 0
+    written = yaml.safe_load(out.read_text())
+    assert load_params(out) == load_params(REPO / "params.gpu.yaml", ["experiment.seeds=[4]"])
+    assert set(written) == set(DEFAULTS) and set(written["finetune"]) == set(DEFAULTS["finetune"])
+    assert main(["params", "-S", "finetune.iters=3", "--out", str(out)]) == 2  # a bad key leaves the file as it was
+    assert yaml.safe_load(out.read_text()) == written
+
+
+def test_committed_dvc_remote_stays_small():
     remote = sum(f.stat().st_size for f in (REPO / "dvc-remote").rglob("*") if f.is_file())
     assert remote < 4 * 2**20, f"the committed DVC remote grew to {remote / 2**20:.1f} MiB"
 

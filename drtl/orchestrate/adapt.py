@@ -45,20 +45,14 @@ EVAL_TILE = 512  # LR tile side for evaluating the model: whole image up to 512 
 
 
 # ------------------------------------------------------------------------------------------ params
+ADAPT_PROFILE = Path(__file__).resolve().parents[1] / "profiles" / "adapt.yaml"
+
+
 def adapt_profile() -> dict:
-    """Param overrides (over drtl.config.DEFAULTS) of the CPU ``adapt`` budget (docs/adapt.md)."""
-    return {
-        "threads": 0,                      # torch default: one thread per core
-        "log_every_s": 10,                 # a progress line at least this often during training
-        "aux": {"hr": [SAMPLE_TOKEN], "variants": 1, "max_hr_side": 256},
-        "relation": {"steps": 150, "batch_per_task": 2, "lr_patch": 24},
-        # the bank's uniform model (cached), then DRTL-Pre continues it with relation-weighted steps
-        "pretrain": {"iterations": 300, "batch": 4, "tasks_per_step": 4, "lr_patch": 32, "lr": 5e-4,
-                     "schedule": "cosine", "drtl_continue": 60, "log_every": 25, "checkpoint_every": 50},
-        # keeps the best of the checks on held-out strips of the K shots; stops after 3 checks without gain
-        "finetune": {"iterations": 160, "batch": 16, "lr_patch": 32, "lr": 3e-4, "val_fraction": 0.25,
-                     "eval_every": 20, "patience": 3, "log_every": 25, "checkpoint_every": 50},
-    }
+    """The overlay (over drtl.config.DEFAULTS) of the CPU ``adapt`` budget: drtl/profiles/adapt.yaml."""
+    import yaml
+
+    return yaml.safe_load(ADAPT_PROFILE.read_text())
 
 
 def adapt_params(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> dict:
