@@ -12,9 +12,10 @@ see: a border tile sees exactly the border the whole-image pass sees, i.e. the m
 padding). One window size means one set of convolution kernels for the whole image. The context
 is cropped off in HR space; the cores tile the output without overlap, so there is no blending
 and no seam as long as ``overlap`` covers the model's receptive field. For ``edsr_tiny`` the
-receptive field is 12 LR px, for ``edsr_baseline`` about 36; beyond ``overlap`` the influence of
-the missing context decays fast, and the default ``overlap=16`` gives output bit-identical to
-untiled inference for the tiny model (tested). Memory is bounded by one tile's activations plus
+receptive field is 12 LR px, for ``edsr_baseline`` 36 (:func:`receptive_radius`); the overlap
+used is capped there (more context would change nothing), so the default ``overlap=16`` runs
+``edsr_tiny`` with 12 and gives output bit-identical to untiled inference (tested); beyond
+``overlap`` the influence of the missing context decays fast. Memory is bounded by one tile's activations plus
 the input and output arrays.
 
 Inference runs under ``torch.inference_mode()``; on CUDA, bf16 autocast is on by default
@@ -75,6 +76,23 @@ def tile_grid(h: int, w: int, tile: int | None, overlap: int) -> list[tuple[tupl
     cols = _windows(w, tile, overlap)
     return [((y0, y1, x0, x1), (cy0, cy1, cx0, cx1))
             for y0, y1, cy0, cy1 in _windows(h, tile, overlap) for x0, x1, cx0, cx1 in cols]
+
+
+def receptive_radius(model: nn.Module) -> int | None:
+    """LR pixels beyond which an EDSR output pixel cannot see (None for other models): one per
+    3x3 conv at LR resolution, one per conv at a higher resolution (a sub-pixel neighbour can lie
+    in the next LR pixel), and 2 for the bicubic skip's 4 taps. Context beyond it changes nothing,
+    so a tile overlap of at least this much gives exactly the untiled output."""
+    from drtl.archs.edsr import EDSR
+
+    if type(model) is not EDSR:
+        return None
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if any(c.kernel_size != (3, 3) or c.dilation != (1, 1) for c in convs):
+        return None
+    stages = sum(isinstance(m, nn.PixelShuffle) for m in model.upsample)
+    lr_convs = 2 + 2 * len(model.body) + 1  # conv_first, the blocks, conv_after_body, the first upsampling conv
+    return max(lr_convs + stages, 2 if model.global_residual else 0)  # + later upsampling convs and conv_last
 
 
 def check_tiling(tile: int | None, overlap: int) -> None:
@@ -272,6 +290,9 @@ def upscale_image(
     was_training = model.training
     model.eval()
     fused = _fused_cpu_forward(model) if dev.type == "cpu" and not amp else None
+    radius = receptive_radius(model)
+    if tile is not None and radius is not None:
+        overlap = min(overlap, radius)  # context beyond what the model sees is work with no effect
 
     top = 255.0 if img.dtype == np.uint8 else 65535.0
     out = np.empty((h * scale, w * scale, 3), dtype=img.dtype)
@@ -318,4 +339,4 @@ def upscale_image(
     return out
 
 
-__all__ = ["DEFAULT_OVERLAP", "DEFAULT_TILE", "check_tiling", "tile_grid", "upscale_image"]
+__all__ = ["DEFAULT_OVERLAP", "DEFAULT_TILE", "check_tiling", "receptive_radius", "tile_grid", "upscale_image"]

@@ -348,3 +348,25 @@ def test_cli_threads_option(tmp_path, rng, model_file, capsys):
         assert exc.value.code == 2
         err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
         assert len(err) == 1 and "--threads" in err[0] and bad in err[0], err
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_receptive_radius_is_exact_and_caps_the_overlap(rng, scale):
+    from drtl.upscale_core import receptive_radius
+
+    m = _model(scale, seed=3)
+    with torch.no_grad():
+        m.conv_last.weight.mul_(10.0)  # a strong tail: any context error shows in the output
+    r = receptive_radius(m)
+    assert r == (12 if scale in (2, 3) else 13)
+    img = rand_img(rng, 61, 83)
+    full = upscale_image(m, img)
+    # x3: bicubic's sampling positions (dst + 0.5) / 3 round by position in the tile: one level on
+    # a few pixels whatever the overlap; x2 and x4 are exact
+    exact = 1 if scale == 3 else 0
+    assert _diff(upscale_image(m, img, tile=16, overlap=r), full) <= exact
+    assert _diff(upscale_image(m, img, tile=16, overlap=32), upscale_image(m, img, tile=16, overlap=r)) == 0  # capped at r
+    def moved(overlap):
+        return int((upscale_image(m, img, tile=16, overlap=overlap) != full).sum())
+
+    assert moved(r - 4) > moved(r)  # less context does show
