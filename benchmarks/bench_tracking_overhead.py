@@ -1,4 +1,4 @@
-"""Benchmark: MLflow tracking's share of a whole pipeline run (issue 9: at most 5 % of `make run`).
+"""Benchmark: MLflow tracking's share of a whole pipeline run (at most 5 % of `make run`).
 
 ``python benchmarks/bench_tracking_overhead.py ROOT [--wall-s S] [--repeat 3]``: ROOT is a checkout
 where ``make run`` (``dvc repro``) has finished. Stages never import MLflow; the only tracking cost

@@ -1,4 +1,4 @@
-"""Does the DRN place an *unseen* distortion next to its siblings? (issue 10, docs/results.md)
+"""Does the DRN place an *unseen* distortion next to its siblings? (docs/results.md, docs/history.md)
 
 For each held-out task H: train the DRN on the bank without H (the relation stage's settings:
 steps x lr_patch, 2 patches per task), report its held-out-image accuracy on the other tasks, then

@@ -1,4 +1,4 @@
-"""Does a camera-fitted auxiliary task help? (issue 10: "a family fitted to the camera's own statistics")
+"""Does a camera-fitted auxiliary task help? (docs/results.md, docs/history.md)
 
 On a validation split (e.g. configs/city100_x2_val.yaml: shots from 001-005, evaluation on
 006-010, never the test pairs), for each K: fit :func:`drtl.degradations.fitted.fit_camera` to the

@@ -1,4 +1,4 @@
-"""Would a gradient-based relation find the families that help? (issue 10, docs/results.md)
+"""Would a gradient-based relation find the families that help? (docs/results.md, docs/history.md)
 
 The DRN's weights are what the positive control misses: pre-training on the held-out task's own
 family alone is +0.25 dB above uniform at K=1, and the DRN gives that family no weight. This script

@@ -1,4 +1,4 @@
-"""Does a relation run give its weight to the families that help this camera? (issue 10)
+"""Does a relation run give its weight to the families that help this camera? (docs/results.md)
 
 `drtl headroom` (run on a validation split of the pool, never on test pairs) measures, for each
 family of the bank, the fine-tuned PSNR after pre-training on that family alone. This script scores

@@ -1,4 +1,4 @@
-"""Weighting choices (issue 10, item 6): tau, mixing with uniform and top-k, on a validation split.
+"""Weighting choices (2026-11-30, docs/history.md): tau, mixing with uniform and top-k, on a validation split.
 
 The relation stage's DRN and the target's cosines do not depend on how the weights are shaped, so
 this script reuses one run of the validation experiment and only redoes what the weights change:

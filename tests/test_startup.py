@@ -1,4 +1,4 @@
-"""Cheap start-up (issue 11, item 2): what a `drtl` process imports, asserted on behaviour, not time.
+"""Cheap start-up: what a `drtl` process imports, asserted on behaviour, not time.
 
 - building the parser (``drtl --help``) imports no heavy library;
 - ``drtl evaluate --method bicubic`` never imports MLflow, great-expectations or matplotlib, and

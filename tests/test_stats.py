@@ -71,7 +71,7 @@ def test_report_writes_comparisons(tmp_path):
 
 
 def test_default_comparisons_put_each_drtl_row_against_scratch_all():
-    """The issue's "one real pair + DRTL beats scratch_all" is read for both DRTL rows: scratch_all is
+    """"One real pair + DRTL beats scratch_all" is read for both DRTL rows: scratch_all is
     K-independent, so each row's K=1 run pairs with it image by image."""
     rows = [("scratch_all", 0, s, f"im{i}", 30.0 + i) for s in (0, 1) for i in range(3)]
     rows += [(m, 1, s, f"im{i}", 30.0 + i + d) for m, d in (("drtl_pre", 0.1), ("drtl_meta", -0.1))

@@ -1,4 +1,4 @@
-"""The rows issue 10 added: meta-transfer, the equal-compute control, the ceilings' long budget,
+"""The transfer rows: meta-transfer, the equal-compute control, the ceilings' long budget,
 validation splits and the positive control's data (aux.exclude, drtl data target)."""
 
 from __future__ import annotations

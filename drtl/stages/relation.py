@@ -240,7 +240,7 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
         metrics["weight_entropy"] = {k: float(-(np.array(list(v.values())) * np.log(np.array(list(v.values())) + 1e-12)).sum())
                                      for k, v in weights.items()}
         metrics["top_task"] = top[first][0] if first else None
-        # what the issue asks the relation report to show: the weight each family gets, the target's
+        # what the relation report shows: the weight each family gets, the target's
         # best cosine to any prototype, and the DRN's held-out accuracy per family
         all_fams = list(dict.fromkeys(fams + ([FITTED_FAMILY] if rp["fitted"] else [])))
         fam_of = {**dict(zip(names, fams)), FITTED_TASK: FITTED_FAMILY}
