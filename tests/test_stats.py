@@ -79,3 +79,27 @@ def test_default_comparisons_put_each_drtl_row_against_scratch_all():
     c = comparisons(_images(rows))
     got = {(r.a, r.b): r.mean_diff for r in c.itertuples()}
     assert got == pytest.approx({("drtl_pre", "scratch_all"): 0.1, ("drtl_meta", "scratch_all"): -0.1})
+
+
+def test_the_interval_resamples_seeds_and_images_both():
+    """Seed 0 gains +0.3 dB on every image, seed 1 +0.1: a pair bootstrap would call the mean
+    +0.2 +- 0.05; resampling seeds too puts the interval at the seed means' range, [+0.1, +0.3]."""
+    rows = []
+    for seed, gain in ((0, 0.3), (1, 0.1)):
+        for i in range(10):
+            rows.append(("pretrain", 1, seed, f"im{i}", 30.0 + i))
+            rows.append(("drtl_pre", 1, seed, f"im{i}", 30.0 + i + gain))
+    c = comparisons(_images(rows), pairs=[("drtl_pre", "pretrain")]).iloc[0]
+    assert c.mean_diff == pytest.approx(0.2) and c.n_seeds == 2 and c.n_pairs == 20
+    assert c.ci_low == pytest.approx(0.1) and c.ci_high == pytest.approx(0.3)
+    assert c.seed_means == "+0.300 +0.100"
+    flat = paired(_images(rows), "drtl_pre", "pretrain", 1)
+    lo, hi = bootstrap_ci(flat)  # the same differences read as 20 independent pairs: far too narrow
+    assert hi - lo < 0.1
+    assert "| +0.300 +0.100 |" in markdown(pd.DataFrame([c]))
+
+
+def test_images_vary_within_one_seed():
+    """One seed: the interval comes from the images alone (a 1 x N grid equals the 1-D bootstrap)."""
+    d = np.random.default_rng(5).normal(0.05, 0.2, size=12)
+    assert bootstrap_ci(d[None, :]) == bootstrap_ci(d)
