@@ -219,6 +219,10 @@ def _cmd_dvc(a):
     p = _params(a)
     if a.dvc_cmd == "generate":
         print(f"wrote {dvcgen.write(p, a.file)}")
+        removed = dvcgen.prune_lock(p, a.file)
+        if removed:
+            print(f"removed {len(removed)} stale stage(s) from {Path(a.file).with_name('dvc.lock')}: "
+                  f"{', '.join(removed[:5])}{' ...' if len(removed) > 5 else ''}")
     else:
         dvcgen.check(p, a.file)
         print(f"{a.file} matches the plan")

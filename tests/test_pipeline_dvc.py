@@ -199,3 +199,27 @@ def test_failed_validation_stops_the_pipeline(tmp_path):
     assert "lr_decodes" in text and lr.name in text  # the failing expectation and the file
     assert ran(out) == {"validate"}
     assert not (root / "outputs" / "synth").exists()  # no synthesis, no training
+
+
+def test_the_lock_holds_only_the_stages_of_dvc_yaml(tmp_path):
+    """A matrix entry of a seed no longer swept is refused by the check and pruned by generate,
+    leaving every other line of the lock as DVC wrote it."""
+    from drtl.errors import ConfigError
+    from drtl.orchestrate import dvcgen
+
+    params = load_params(REPO / "params.yaml")
+    dvcgen.write(params, tmp_path / "dvc.yaml")
+    lock = (REPO / "dvc.lock").read_text()
+    assert not dvcgen.stale_lock_stages(params, REPO / "dvc.yaml")  # the committed lock is clean
+    entry = lock.split("\n  evaluate_bicubic@0:\n", 1)[1].split("\n  ", 1)[0]
+    stale = "  evaluate_bicubic@7:\n" + entry + "\n"
+    at = lock.index("  evaluate_bicubic@0:\n")
+    (tmp_path / "dvc.lock").write_text(lock[:at] + stale + lock[at:])
+    with pytest.raises(ConfigError, match=r"holds 1 stage\(s\) that dvc.yaml does not have \(evaluate_bicubic@7\)"):
+        dvcgen.check(params, tmp_path / "dvc.yaml")
+    assert dvcgen.prune_lock(params, tmp_path / "dvc.yaml") == ["evaluate_bicubic@7"]
+    assert (tmp_path / "dvc.lock").read_text() == lock
+    dvcgen.check(params, tmp_path / "dvc.yaml")
+    # with seed 7 in the sweep the same entry is not stale
+    seven = load_params(REPO / "params.yaml", ["experiment.seeds=[0, 7]"])
+    assert "evaluate_bicubic@7" in dvcgen.stage_names(seven, (tmp_path / "dvc.yaml").read_text())

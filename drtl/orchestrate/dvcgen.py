@@ -1,5 +1,7 @@
 """``dvc.yaml`` rendered from the plan: ``drtl dvc generate`` writes it, ``drtl dvc check`` (and a
-test) fails when the committed file differs from what the plan gives.
+test) fails when the committed file differs from what the plan gives, or when ``dvc.lock`` holds
+stages that ``dvc.yaml`` does not have (DVC never prunes the lock: a matrix entry of a seed or K
+no longer swept stays there); ``drtl dvc generate`` removes those entries.
 
 The plan is built once with symbolic values (``${item.shots}``, ``${item.seed}``, ``${outputs}``,
 ``${target.pool}``, ``${target.test}``), so each *group* of runs (one kind of run for every K and
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import ast
 import copy
+import itertools
+import re
 from pathlib import Path
 
 import yaml
@@ -183,3 +187,63 @@ def check(params: dict, path: str | Path = "dvc.yaml") -> None:
     path = Path(path)
     if not path.is_file() or path.read_text() != generate(params):
         raise ConfigError(f"{path} differs from the plan; run `drtl dvc generate` and commit it")
+    stale = stale_lock_stages(params, path)
+    if stale:
+        raise ConfigError(f"{path.with_name('dvc.lock')} holds {len(stale)} stage(s) that {path.name} does not have "
+                          f"({', '.join(stale[:3])}{' ...' if len(stale) > 3 else ''}); run `drtl dvc generate` "
+                          "(it removes them) and commit dvc.lock")
+
+
+# ------------------------------------------------------------------ the lock file
+_REF = re.compile(r"^\$\{([a-z_.]+)\}$")
+
+
+def stage_names(params: dict, text: str) -> set[str]:
+    """The stage names DVC gives ``dvc.yaml``'s text under ``params``: a matrix stage expands to
+    ``name@v1-v2`` for every combination of its matrix values (``${key}`` read from ``params``)."""
+    names = set()
+    for name, st in (yaml.safe_load(text) or {}).get("stages", {}).items():
+        matrix = st.get("matrix")
+        if not matrix:
+            names.add(name)
+            continue
+        values = []
+        for v in matrix.values():
+            ref = _REF.match(v) if isinstance(v, str) else None
+            values.append(section(params, ref.group(1)) if ref else v)
+        names |= {f"{name}@{'-'.join(map(str, combo))}" for combo in itertools.product(*values)}
+    return names
+
+
+def stale_lock_stages(params: dict, path: str | Path = "dvc.yaml") -> list[str]:
+    """Stages of the ``dvc.lock`` next to ``path`` that ``path`` (under ``params``) does not have, sorted."""
+    lock = Path(path).with_name("dvc.lock")
+    if not lock.is_file() or not Path(path).is_file():
+        return []
+    locked = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    return sorted(set(locked) - stage_names(params, Path(path).read_text()))
+
+
+def prune_lock(params: dict, path: str | Path = "dvc.yaml") -> list[str]:
+    """Remove the stale stages (:func:`stale_lock_stages`) from the ``dvc.lock`` next to ``path``,
+    keeping the rest of the file as DVC wrote it, byte for byte. Returns the removed names."""
+    stale = set(stale_lock_stages(params, path))
+    if not stale:
+        return []
+    lock = Path(path).with_name("dvc.lock")
+    kept, drop = [], False
+    for line in lock.read_text().splitlines(keepends=True):
+        head = re.match(r"^  (\S[^:]*):\s*$", line)
+        if head:
+            drop = head.group(1).strip("'\"") in stale
+        elif not line.startswith("  "):
+            drop = False
+        if not drop:
+            kept.append(line)
+    from drtl.io import write_text
+
+    write_text(lock, "".join(kept))
+    left = stale_lock_stages(params, path)
+    if left:  # a layout this reader does not know: say so rather than leave a half-pruned lock unnoticed
+        raise ConfigError(f"{lock}: could not remove {', '.join(left[:3])}; delete those entries by hand")
+    return sorted(stale)
