@@ -3,6 +3,7 @@
 import copy
 import io
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -53,6 +54,12 @@ def test_a_rerun_does_only_what_changed(tiny_run):
     each replaced run named once. The run is put back afterwards (the other tests read it)."""
     lines: list[str] = []
     run_experiment(copy.deepcopy(tiny_run.params), echo=lines.append)
+    assert [l for l in lines if l.startswith("[")] == []
+    # the same folders spelled another way are the same inputs: still no work
+    p = copy.deepcopy(tiny_run.params)
+    pool = Path(p["target"]["pool"])
+    p["target"]["pool"] = f"{pool.parent}/../{pool.parent.name}/{pool.name}"
+    run_experiment(p, echo=lines.append)
     assert [l for l in lines if l.startswith("[")] == []
     p = copy.deepcopy(tiny_run.params)
     p["finetune"]["iterations"] += 1

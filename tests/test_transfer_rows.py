@@ -4,6 +4,7 @@ validation splits and the positive control's data (aux.exclude, drtl data target
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 from pathlib import Path
@@ -166,3 +167,26 @@ def test_a_run_is_keyed_by_the_params_its_variant_reads():
     assert {"pretrain/uniform_s0", "metatrain/maml_s0", "pretrain/more_s0"} <= same(cont)
     assert not {"pretrain/drtl_k5_s0", "finetune/drtl_pre_k5_s0"} & same(cont)
     assert _fingerprints(**{**base, "pretrain.iterations": "11"})["pretrain/uniform_s0"] != a["pretrain/uniform_s0"]
+
+
+def test_a_run_is_keyed_by_content_not_by_how_its_paths_are_spelled(tiny_sample, tmp_path, monkeypatch):
+    """The same data folders named relative or absolute, through `..`, and another outputs root give
+    every run the same key; a changed pool file changes the keys of the runs that read the pool."""
+    monkeypatch.chdir(tiny_sample.parent)
+    rel = tiny_sample.name
+    spellings = [
+        {"target.pool": f"{tiny_sample}/pool", "target.test": f"{tiny_sample}/test", "aux.hr": f"[{tiny_sample}/aux_hr]",
+         "outputs": str(tmp_path / "a")},
+        {"target.pool": f"{rel}/pool", "target.test": f"{rel}/../{rel}/test", "aux.hr": f"[./{rel}/aux_hr]",
+         "outputs": "b"},
+    ]
+    base = {"experiment.methods": "[bicubic, scratch, pretrain, drtl_pre]", "experiment.seeds": "[0]"}
+    a, b = (_fingerprints(**base, **s) for s in spellings)
+    assert a == b and len(a) > 10
+    pool = tmp_path / "pool"
+    shutil.copytree(tiny_sample / "pool", pool)
+    (pool / "manifest.csv").write_text((pool / "manifest.csv").read_text() + "\n")  # other content, same names
+    c = _fingerprints(**base, **{**spellings[0], "target.pool": str(pool)})
+    changed = {k for k in a if a[k] != c[k]}
+    assert {"finetune/scratch_k5_s0", "relation/relation", "validate/validate"} <= changed
+    assert "evaluate/bicubic_s0" not in changed  # it reads only the test pairs

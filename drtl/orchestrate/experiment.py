@@ -25,18 +25,31 @@ FINGERPRINT = "fingerprint.json"
 
 def run_fingerprint(run: Run, params: dict, done: dict[str, str], outs: dict[str, str]) -> str:
     """What a run's result depends on: stage, inputs, params it reads, data content, upstream runs
-    (``done``: fingerprints by run id; ``outs``: output paths by run id)."""
+    (``done``: fingerprints by run id; ``outs``: output paths by run id).
+
+    Keyed by content, not by how a path is spelled: a data folder enters by its content (its
+    manifest, else every file's sha256), an upstream run's output by that run's fingerprint and the
+    path inside it, so the same folders named another way (relative or absolute, through ``..`` or
+    a link, another ``outputs`` root) give the same key."""
     spec = get_stage(run.stage)
     data = {}
     for k in spec.param_paths:  # data folders named by params (a path or a list of paths)
         v = section(params, k)
         data[k] = folder_fingerprint(v) if isinstance(v, str) else [folder_fingerprint(x) for x in v]
-    for a in spec.args:  # path inputs that no run of the plan makes (data folders given by the user)
+    inputs = dict(run.inputs)
+    for a in spec.args:
         v = run.inputs.get(a.name)
-        if a.kind == "path" and v and not any(str(v).startswith(outs[d]) for d in run.deps):
+        if a.kind != "path" or not v:
+            continue
+        up = next((d for d in run.deps if str(v).startswith(outs[d])), None)
+        if up is None:  # a data folder given by the user: its content
             data[a.name] = folder_fingerprint(v)
-    reads = read_params(params, spec.reads_for(params, run.inputs.get("method")))
-    return sha256_json({"stage": run.stage, "inputs": run.inputs, "params": reads,
+            inputs[a.name] = "@data"
+        else:  # an upstream run's output: that run (its fingerprint is in "upstream") and the path inside it
+            inputs[a.name] = f"@{up}{str(v)[len(outs[up]):]}"
+    reads = {k: v for k, v in read_params(params, spec.reads_for(params, run.inputs.get("method"))).items()
+             if not any(k == p or k.startswith(p + ".") for p in spec.param_paths)}  # paths: content in data
+    return sha256_json({"stage": run.stage, "inputs": inputs, "params": reads,
                         "data": data, "upstream": [done.get(d) for d in run.deps]})[:16]
 
 
