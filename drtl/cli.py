@@ -251,8 +251,8 @@ def _cmd_params(a):
 
 
 # ------------------------------------------------------------------ adapt and upscale: argparse only here
-# Building the parser imports nothing heavy (``drtl --help`` stays fast): the command functions live
-# in drtl.orchestrate.adapt and drtl.upscale (torch, pandas) and are imported when the command runs.
+# Building the parser imports nothing heavy (``drtl --help`` stays fast): the command functions
+# below call drtl.orchestrate.adapt and drtl.upscale (torch, pandas), imported when the command runs.
 # The defaults below are those modules' constants (tests/test_startup.py checks they agree).
 ADAPT_LAYOUTS = ("auto", "paired", "city100", "realsr", "drealsr")  # drtl.orchestrate.adapt_data.LAYOUTS
 UPSCALE_TILE, UPSCALE_OVERLAP = 256, 16                              # drtl.upscale.DEFAULT_TILE / DEFAULT_OVERLAP
@@ -261,15 +261,29 @@ UPSCALE_EXTS = ("png", "jpg", "webp", "tif")                         # output fo
 
 
 def _cmd_adapt(a):
-    from drtl.orchestrate.adapt import _cmd_adapt as run
+    from drtl.config import apply_threads
+    from drtl.data.importers import parse_names
+    from drtl.orchestrate.adapt import adapt, adapt_params
 
-    run(a)
+    params = adapt_params(a.params, a.set)
+    apply_threads(params)
+    s = adapt(a.pairs, a.scale, a.shots, a.out, params, seed=a.seed, aux_cache=a.aux_cache,
+              echo=lambda line: print(line, flush=True), layout=a.layout, names=parse_names(a.names), bank=a.bank)
+    if s["eval"]:
+        e = s["eval"]
+        print(f"adapted x{s['scale']} model for K={s['shots']} -> {s['model']}: PSNR-Y {e['model']['psnr_y']:.3f} dB "
+              f"vs bicubic {e['bicubic']['psnr_y']:.3f} dB on {e['n_pairs']} remaining pairs", flush=True)
+    else:
+        print(f"adapted x{s['scale']} model for K={s['shots']} -> {s['model']} (no pair left to evaluate)", flush=True)
 
 
 def _cmd_bank(a):
-    from drtl.orchestrate.adapt import _cmd_bank as run
+    from drtl.config import apply_threads
+    from drtl.orchestrate.adapt import adapt_params, build_bank
 
-    run(a)
+    params = adapt_params(a.params, a.set)
+    apply_threads(params)
+    build_bank(a.out, params, a.scale, seed=a.seed, aux_cache=a.aux_cache, echo=lambda line: print(line, flush=True))
 
 
 def _cmd_upscale(a):

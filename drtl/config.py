@@ -227,6 +227,14 @@ def _merge(base: dict, over: dict, path: tuple = ()) -> dict:
     return out
 
 
+def section(params: dict, dotted: str):
+    """The value at a dotted key, e.g. ``section(p, "finetune.lr")``."""
+    cur = params
+    for part in dotted.split("."):
+        cur = cur[part]
+    return cur
+
+
 def set_key(params: dict, dotted: str, value: Any) -> None:
     """Set ``a.b.c`` in a nested mapping (the target keys must exist, except in free-form sections)."""
     keys = dotted.split(".")

@@ -8,38 +8,13 @@ in one process (:func:`drtl.tracking.log_records`).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from pathlib import Path
 
+from drtl.config import section
 from drtl.records import IDENTITY_KEYS, RunRecord, flatten, folder_fingerprint, provenance, write_record
 from drtl.stages import get_stage
-
-_STEP_HOOK: list = [None]  # the current run's per-log-step callback (progress lines)
-
-
-def step_hook():
-    """The callback trainers should call with each log entry of the current run (or None)."""
-    return _STEP_HOOK[0]
-
-
-@contextlib.contextmanager
-def _hook(fn):
-    old = _STEP_HOOK[0]
-    _STEP_HOOK[0] = fn
-    try:
-        yield
-    finally:
-        _STEP_HOOK[0] = old
-
-
-def section(params: dict, dotted: str):
-    cur = params
-    for part in dotted.split("."):
-        cur = cur[part]
-    return cur
-
 
 def read_params(params: dict, reads) -> dict:
     """The flat dotted params a stage reads, e.g. {'finetune.lr': 1e-4, 'target.scale': 2}."""
@@ -65,7 +40,8 @@ def execute(stage: str, params: dict, inputs: dict, out, *, name: str | None = N
 
     ``inputs`` may hold None for optional args; ``name`` defaults to the output's folder name.
     ``out`` None (``drtl evaluate`` without ``--out``: print the numbers only): nothing is written.
-    ``on_log``: called with each training log entry (progress lines of long runs).
+    ``on_log``: passed to the stage function, which calls it with each training log entry
+    (progress lines of long runs).
     """
     from drtl.config import apply_threads
 
@@ -73,8 +49,7 @@ def execute(stage: str, params: dict, inputs: dict, out, *, name: str | None = N
     apply_threads(params)
     out = None if out is None else Path(out)
     t0 = time.time()
-    with _hook(on_log):
-        metrics = spec.fn(params, dict(inputs), out) or {}
+    metrics = spec.fn(params, dict(inputs), out, on_log=on_log) or {}
     duration = time.time() - t0
     if out is not None:
         folder = out if not out.suffix else out.parent

@@ -31,7 +31,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -256,39 +255,3 @@ def _threads() -> int:
     import torch
 
     return int(torch.get_num_threads())
-
-
-# ------------------------------------------------------------------------------------------ CLI
-def _cmd_adapt(a) -> None:
-    from drtl.config import apply_threads
-    from drtl.data.importers import parse_names
-
-    params = adapt_params(a.params, a.set)
-    apply_threads(params)
-    s = adapt(a.pairs, a.scale, a.shots, a.out, params, seed=a.seed, aux_cache=a.aux_cache,
-              echo=lambda line: print(line, flush=True), layout=a.layout, names=parse_names(a.names), bank=a.bank)
-    if s["eval"]:
-        e = s["eval"]
-        print(f"adapted x{s['scale']} model for K={s['shots']} -> {s['model']}: PSNR-Y {e['model']['psnr_y']:.3f} dB "
-              f"vs bicubic {e['bicubic']['psnr_y']:.3f} dB on {e['n_pairs']} remaining pairs", flush=True)
-    else:
-        print(f"adapted x{s['scale']} model for K={s['shots']} -> {s['model']} (no pair left to evaluate)", flush=True)
-
-
-def _cmd_bank(a) -> None:
-    from drtl.config import apply_threads
-
-    params = adapt_params(a.params, a.set)
-    apply_threads(params)
-    build_bank(a.out, params, a.scale, seed=a.seed, aux_cache=a.aux_cache, echo=lambda line: print(line, flush=True))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m drtl.orchestrate.adapt --pairs ...``: the same as ``drtl adapt ...``."""
-    from drtl.cli import main as drtl_main
-
-    return drtl_main(["adapt", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

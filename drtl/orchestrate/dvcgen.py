@@ -27,7 +27,7 @@ import yaml
 
 from drtl.errors import ConfigError
 from drtl.plan import Run, plan
-from drtl.runner import section
+from drtl.config import section
 from drtl.stages import get_stage
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]       # .../drtl

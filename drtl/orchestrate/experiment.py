@@ -17,7 +17,8 @@ from pathlib import Path
 from drtl.io import write_text
 from drtl.plan import Run, plan
 from drtl.records import folder_fingerprint, read_record, record_path, sha256_json
-from drtl.runner import execute, read_params, section
+from drtl.config import section
+from drtl.runner import execute, read_params
 from drtl.stages import get_stage
 
 FINGERPRINT = "fingerprint.json"

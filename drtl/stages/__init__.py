@@ -1,4 +1,4 @@
-"""The stages, one function each, behind one contract: ``fn(params, inputs, out) -> metrics``.
+"""The stages, one function each, behind one contract: ``fn(params, inputs, out, on_log=None) -> metrics``.
 
 - ``params``: the loaded params (``drtl.config.load_params``); a stage reads only the keys listed
   in its :attr:`Stage.reads`, less what a ``--method`` variant ignores (:meth:`Stage.reads_for`:
@@ -7,6 +7,7 @@
 - ``inputs``: the run's identity and input paths, by name (:attr:`Stage.args`): e.g.
   ``{"method": "drtl_pre", "shots": 5, "seed": 0, "init": ".../model.pt", "pool": "data/..."}``.
 - ``out``: the run's output folder (written atomically by the stage).
+- ``on_log``: None, or a callable the stage's trainers call with each log entry (progress lines).
 - returns the run's measurements (numbers only: losses, accuracies, PSNR...).
 
 Nobody calls a stage function directly: :func:`drtl.runner.execute` sets threads, times the run,
@@ -20,6 +21,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
+from drtl.config import section
 from drtl.methods import BASELINE, STAGE_VARIANTS, TRAINED_METHODS
 
 
@@ -64,8 +66,6 @@ class Stage:
             if not inner:
                 out.append(key)
                 continue
-            from drtl.runner import section  # lazy: drtl.runner imports this module
-
             out += [f"{key}.{k}" for k in section(params, key) if f"{key}.{k}" not in inner]
         return out
 
@@ -100,7 +100,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("synthesize", "drtl.stages.synthesize:run", "make the auxiliary tasks' LR/HR pairs",
           reads=("aux", "target.scale"), artifacts=("tasks.yaml",), product="synth.json", param_paths=("aux.hr",)),
     Stage("relation", "drtl.stages.relation:run", "train the DRN; relation weights and knowledge graphs",
-          reads=("relation", "target.pool", "target.scale", "experiment.shots", "experiment.seeds", "device"),
+          reads=("relation", "arch", "target.pool", "target.scale", "experiment.shots", "experiment.seeds", "device"),
           args=(_SYNTH, Arg("drn", "path", help="a trained drn.pt to use instead of training the DRN")),
           artifacts=("graphs", "weights.json", "drn_eval.json"), product="weights.json",
           param_paths=("target.pool",)),

@@ -78,7 +78,7 @@ def evaluate(method: str, data: str | Path, scale: int, out: str | Path | None =
     return report
 
 
-def run(params: dict, inputs: dict, out: Path) -> dict:
+def run(params: dict, inputs: dict, out: Path, on_log=None) -> dict:
     """Stage contract (drtl.stages): ``out`` is a run folder (``out/eval.json``), a ``.json`` path, or
     None (numbers only, nothing written)."""
     if out is not None and not Path(out).suffix and Path(out).is_dir() and any(Path(out).iterdir()) and not any(

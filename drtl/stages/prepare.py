@@ -13,7 +13,7 @@ from pathlib import Path
 from drtl.errors import ConfigError
 
 
-def run(params: dict, inputs: dict, out: Path) -> dict:
+def run(params: dict, inputs: dict, out: Path, on_log=None) -> dict:
     """Stage contract: make ``out`` a dataset folder from ``inputs['source']``."""
     from drtl.data.folder import staged_folder
     from drtl.io import write_text

@@ -257,7 +257,7 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
     return metrics
 
 
-def run(params: dict, inputs: dict, out: Path) -> dict:
+def run(params: dict, inputs: dict, out: Path, on_log=None) -> dict:
     """Stage contract (drtl.stages): DRN, memory bank and the relation weights of every (K, seed).
 
     ``inputs["drn"]``: a trained ``drn.pt`` (same format); then no DRN is trained, only the target's

@@ -79,7 +79,7 @@ def dvc_metrics(agg: pd.DataFrame) -> dict:
     return metrics
 
 
-def run(params: dict, inputs: dict, out: Path) -> dict:
+def run(params: dict, inputs: dict, out: Path, on_log=None) -> dict:
     """Stage contract (drtl.stages): the table of the plan's evaluations (or of ``inputs['evals']``)."""
     evals = inputs.get("evals")
     if not evals:

@@ -112,7 +112,7 @@ def load_synth(root: str | Path, split: str = "train", tasks_subset: list[str] |
     return tasks, pairs, info
 
 
-def run(params: dict, inputs: dict, out: Path) -> dict:
+def run(params: dict, inputs: dict, out: Path, on_log=None) -> dict:
     """Stage contract (drtl.stages): the auxiliary tasks of ``params['aux']`` into ``out``."""
     a = params["aux"]
     return synthesize(a["hr"], out, int(params["target"]["scale"]), a["families"], a["tasks"], a["variants"],

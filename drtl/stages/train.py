@@ -186,15 +186,13 @@ def finetune_run(method: str, pool, out, arch: dict, scale: int, section: dict, 
 
 # ------------------------------------------------------------------ the stage contract (drtl.stages)
 def _common(params: dict, inputs: dict):
-    from drtl.runner import step_hook
-
     shots = inputs.get("shots")
     return (int(params["target"]["scale"]), int(inputs.get("seed") or 0), None if shots is None else int(shots),
-            params["device"], step_hook())
+            params["device"])
 
 
-def pretrain_stage(params: dict, inputs: dict, out: Path) -> dict:
-    scale, seed, shots, device, on_log = _common(params, inputs)
+def pretrain_stage(params: dict, inputs: dict, out: Path, on_log=None) -> dict:
+    scale, seed, shots, device = _common(params, inputs)
     method = inputs["method"]
     section = params["pretrain"]
     if method == source_for("pretrain", "more").variant:
@@ -208,15 +206,15 @@ def pretrain_stage(params: dict, inputs: dict, out: Path) -> dict:
                         on_log, inputs.get("init"))
 
 
-def metatrain_stage(params: dict, inputs: dict, out: Path) -> dict:
-    scale, seed, shots, device, on_log = _common(params, inputs)
+def metatrain_stage(params: dict, inputs: dict, out: Path, on_log=None) -> dict:
+    scale, seed, shots, device = _common(params, inputs)
     return metatrain_run(inputs["method"], inputs.get("synth") or Path(params["outputs"]) / "synth",
                          inputs.get("relation"), out, params["arch"], scale, params["meta"], seed, shots, device,
                          on_log, inputs.get("init"))
 
 
-def finetune_stage(params: dict, inputs: dict, out: Path) -> dict:
-    scale, seed, shots, device, on_log = _common(params, inputs)
+def finetune_stage(params: dict, inputs: dict, out: Path, on_log=None) -> dict:
+    scale, seed, shots, device = _common(params, inputs)
     section = dict(params["finetune"])
     budget = METHODS[inputs["method"]].budget if inputs["method"] in METHODS else "iterations"
     section["iterations"] = section[budget]  # the ceilings' long budget (finetune.ceiling_iterations)

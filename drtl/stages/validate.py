@@ -9,7 +9,7 @@ from pathlib import Path
 from drtl.errors import ValidationError
 
 
-def run(params: dict, inputs: dict, out: Path) -> dict:
+def run(params: dict, inputs: dict, out: Path, on_log=None) -> dict:
     """Stage contract: validate the pool (disjoint from the test pairs) and the test pairs; write
     ``out/pool.json`` and ``out/test.json``; fail on any failed expectation. ``test`` = "" or
     "none": the pool alone (e.g. ``drtl adapt`` when every pair is a shot)."""
