@@ -5,8 +5,8 @@ The DRN's cosine measures how the target *looks* next to each task; what DRTL ne
 *transfer*. The expert relation measures that directly, at the cost of a few small trainings:
 
 - one **expert** per task family, pre-trained from fresh weights on that family's tasks alone
-  (:data:`EXPERT_ARCH`, the recipe ``relation.expert``), once per relation run (the bank's
-  families do not depend on the target);
+  (the profile's network ``arch``, the recipe ``relation.expert``), once per relation run (the
+  bank's families do not depend on the target);
 - the camera-fitted task (``relation.fitted``), a family of its own, gets an expert trained on its
   pairs for each (K, seed);
 - per (K, seed) every expert super-resolves the LR of the K shots; its score is the mean PSNR-Y
@@ -15,8 +15,9 @@ The DRN's cosine measures how the target *looks* next to each task; what DRTL ne
   is ``psnr_f / tau_db - log(n_f)``.
 
 The experts are the headroom's family models at the probe's budget (``drtl headroom``; both use
-:func:`drtl.stages.train.group_model`); the relation asks the same question as the headroom without
-fine-tuning or test pairs.
+:func:`drtl.stages.train.group_model` on the profile's ``arch``: ``edsr_tiny`` in the CPU profiles,
+``edsr_baseline`` in ``params.gpu.yaml``); the relation asks the same question as the headroom
+without fine-tuning or test pairs.
 """
 
 from __future__ import annotations
@@ -28,9 +29,6 @@ import numpy as np
 
 from drtl.stages.train import group_model
 
-EXPERT_ARCH = {"name": "edsr_tiny"}  # the probe's network, whatever arch the table trains
-
-
 def shot_psnr(model, shots, scale: int, device: str = "cpu") -> float:
     """Mean PSNR-Y (border = scale) of ``model``'s SR of the (name, lr, hr) shots' LR."""
     from drtl.metrics import psnr
@@ -41,10 +39,11 @@ def shot_psnr(model, shots, scale: int, device: str = "cpu") -> float:
 
 
 class Experts:
-    """The family experts of one relation run; :meth:`scores` per (K, seed)."""
+    """The family experts of one relation run, networks of ``arch`` (the params' ``arch``, the
+    network the table trains); :meth:`scores` per (K, seed)."""
 
-    def __init__(self, rp: dict, tasks, pairs, scale: int, device: str):
-        self.section, self.seed = dict(rp["expert"]), int(rp["seed"])
+    def __init__(self, rp: dict, tasks, pairs, scale: int, device: str, arch: dict):
+        self.section, self.seed, self.arch = dict(rp["expert"]), int(rp["seed"]), dict(arch)
         self.fams = [t.family for t in tasks]
         self.pairs, self.scale, self.device = pairs, scale, device
         self.models: dict = {}
@@ -55,7 +54,7 @@ class Experts:
 
         for family in progress(list(dict.fromkeys(self.fams)), desc="expert relation: family experts"):
             w = [1.0 if f == family else 0.0 for f in self.fams]
-            self.models[family] = group_model(self.pairs, w, EXPERT_ARCH, self.section, self.scale, self.device,
+            self.models[family] = group_model(self.pairs, w, self.arch, self.section, self.scale, self.device,
                                               self.seed, "relation.expert")
 
     def scores(self, shots, fitted_pairs=None, fitted_family: str = "fitted") -> dict[str, float]:
@@ -65,7 +64,7 @@ class Experts:
             self._train()
         out = {f: shot_psnr(m, shots, self.scale, self.device) for f, m in self.models.items()}
         if fitted_pairs is not None:
-            fit = group_model([fitted_pairs], [1.0], EXPERT_ARCH, self.section, self.scale, self.device, self.seed,
+            fit = group_model([fitted_pairs], [1.0], self.arch, self.section, self.scale, self.device, self.seed,
                               "relation.expert")
             out[fitted_family] = shot_psnr(fit, shots, self.scale, self.device)
         return out

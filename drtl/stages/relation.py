@@ -98,7 +98,7 @@ class _ShotRelation:
     drtl.relation.fitted. Per (K, seed) it also writes ``graphs/<key>/reproduction.csv``."""
 
     def __init__(self, rp: dict, synth, names: list[str], fams: list[str], scale: int, encoder, lr_patch: int,
-                 protos: np.ndarray, device: str = "cpu"):
+                 protos: np.ndarray, device: str = "cpu", arch: dict | None = None):
         from drtl.degradations.tasks import load_tasks
 
         if synth is None or not (Path(synth) / "synth.json").is_file():
@@ -110,8 +110,10 @@ class _ShotRelation:
         if rp["similarity"] == "expert":  # the family experts train on the whole bank (drtl.stages.expert)
             from drtl.stages.expert import Experts
 
+            if not arch:
+                raise ConfigError("relation.similarity=expert needs the network of the experts (the params' arch)")
             tasks, pairs, _ = load_synth(synth, "train")
-            self.experts = Experts(rp, tasks, pairs, scale, device)
+            self.experts = Experts(rp, tasks, pairs, scale, device, arch)
             self.hrs = train_hrs(pairs[0])
         else:
             self.hrs = train_hrs(load_synth(synth, "train", [names[0]])[1][0]) if rp["fitted"] else []
@@ -167,8 +169,9 @@ class _ShotRelation:
 
 
 def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, shots: list[int], seeds: list[int],
-             params: dict, device: str = "cpu", drn: str | Path | None = None) -> dict:
-    """``drn``: a trained ``drn.pt`` (this stage's format) to use instead of training one."""
+             params: dict, device: str = "cpu", drn: str | Path | None = None, arch: dict | None = None) -> dict:
+    """``drn``: a trained ``drn.pt`` (this stage's format) to use instead of training one; ``arch``:
+    the network of the expert relation's family experts (``relation.similarity: expert``)."""
     rp = params
     if drn is not None:
         encoder, bank, names, fams, cfg_d, metrics, ev_path, ev = _load_drn(drn)
@@ -209,7 +212,7 @@ def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, s
             (tmp / "drn_eval.json").write_text(json.dumps({**ev, "tasks": names, "history": {
                 "loss": hist["loss"], "accuracy": hist["accuracy"]}}, indent=1) + "\n")
         weights, top, best_cos, extra = {}, {}, {}, {}
-        ctx = (_ShotRelation(rp, synth, names, fams, scale, encoder, lr_patch, protos, device)
+        ctx = (_ShotRelation(rp, synth, names, fams, scale, encoder, lr_patch, protos, device, arch)
                if _ShotRelation.needed(rp) else None)
         for k in shots:
             for s in seeds:
@@ -265,4 +268,4 @@ def run(params: dict, inputs: dict, out: Path, on_log=None) -> dict:
     ex = params["experiment"]
     return relation(inputs.get("synth") or Path(params["outputs"]) / "synth", params["target"]["pool"], out,
                     int(params["target"]["scale"]), [int(k) for k in ex["shots"]], [int(s) for s in ex["seeds"]],
-                    params["relation"], params["device"], inputs.get("drn"))
+                    params["relation"], params["device"], inputs.get("drn"), params["arch"])
