@@ -17,11 +17,19 @@ Reports in one run (on ``--threads`` threads, default 2):
 (b) peak resident memory (VmHWM, i.e. ``ru_maxrss`` of a fresh subprocess per mode; Linux's
     ``ru_maxrss`` would include the parent's peak, inherited across fork+exec) and wall time for one
     ``--big`` LR image (default 2000x1500 -> 4000x3000 output) with tiling (tile 256) and without;
-    the untiled run is skipped (and said so) when its rough estimate exceeds half of MemAvailable.
+    the untiled run is skipped (and said so) when its rough estimate exceeds half of MemAvailable;
+    and the peak RSS of the whole ``drtl upscale`` command on that image as a PNG file.
 
 (c) ``drtl upscale`` end to end (a fresh ``python -m drtl.cli upscale`` process: imports, model
-    load, PNG read and write included) on ``--cli-images`` PNGs of ``--cli-lr`` (default 4 x
-    1280x960) with ``--threads``; the faster of two runs (0 images: skipped).
+    load, PNG read and write included: process start to exit, after the last file is written) on
+    ``--cli-images`` PNGs of ``--cli-lr`` (default 4 x 1280x960) with ``--threads``; the fastest of
+    ``--cli-runs`` runs (0 images: skipped). In the same run, on the same images: the reference
+    stack on ``--cli-ref-tile`` tiles (default 240x320, i.e. 4x4 tiles of 1280x960, run
+    channels_last; its output MP/s is the yardstick: ``end to end / reference``), and where the
+    end-to-end time goes: a process that only imports ``drtl.upscale`` (start-up), Pillow decoding
+    the inputs, encoding the outputs as the command does (PNG level ``drtl.upscale.PNG_LEVEL``),
+    and :func:`upscale_image` in-process. ``--before DIR`` also times ``drtl upscale`` of another
+    checkout (e.g. ``git archive <commit> | tar -x -C DIR``), interleaved with this one.
 
 The core's output is also checked: tiled against untiled (bit-identical expected) and untiled
 against the model's plain NCHW forward (uint8 levels that differ, from last-bit rounding).
@@ -60,6 +68,9 @@ def _parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--no-untiled-big", action="store_true", help="skip the untiled run of (b)")
     ap.add_argument("--cli-images", type=int, default=4, help="images for (c), the CLI end to end (0: skip)")
     ap.add_argument("--cli-lr", type=_size, default=(1280, 960), help="LR size WxH for (c) (default 1280x960)")
+    ap.add_argument("--cli-runs", type=int, default=3, help="runs of the command in (c); the fastest counts")
+    ap.add_argument("--cli-ref-tile", type=_size, default=(320, 240), help="reference tile WxH in (c) (default 320x240)")
+    ap.add_argument("--before", type=Path, default=None, help="another checkout whose drtl upscale (c) also times")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     ap.add_argument("--_rss", choices=["tiled", "untiled"], default=None, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
@@ -198,6 +209,32 @@ def _rss_child(args) -> None:
                       "seconds": dt, "out_shape": list(out.shape)}))
 
 
+def _cli_peak_rss(args) -> dict:
+    """Peak RSS of ``drtl upscale`` on one ``--big`` PNG (reader and writer threads included): a
+    wrapper process whose only child is the command reports RUSAGE_CHILDREN's ru_maxrss."""
+    from drtl.io import write_image
+    from drtl.modelio import save_model
+
+    repo = Path(__file__).resolve().parents[1]
+    w, h = args.big
+    img, _ = _images(1, (w, h))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_image(tmp / "in" / "big.png", img[0])
+        model_path = save_model(tmp / "model.pt", _model(args), {"method": "bench"})
+        cmd = [sys.executable, "-m", "drtl.cli", "upscale", str(tmp / "in" / "big.png"), "--model", str(model_path),
+               "--out", str(tmp / "out"), "--threads", str(args.threads)]
+        wrapper = ("import json, resource, subprocess, sys, time; t = time.perf_counter(); "
+                   f"subprocess.run({cmd!r}, check=True, capture_output=True); "
+                   "print(json.dumps({'seconds': time.perf_counter() - t, "
+                   "'peak_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
+        env = {**os.environ, "PYTHONPATH": str(repo), "DRTL_PROGRESS": "0"}
+        res = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        return {"error": (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1]}
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def _mem_available_mb() -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -227,30 +264,79 @@ def _run_child(args, mode: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def _cli_end_to_end(args) -> dict:
-    """Time ``python -m drtl.cli upscale`` on ``--cli-images`` PNGs (fresh process; best of 2)."""
+def _run_tiles(stack: nn.Sequential, img: np.ndarray, th: int, tw: int) -> None:
+    """The reference stack on ``th`` x ``tw`` blocks of ``img`` (channels_last, no overlap)."""
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float().div_(255.0)  # HWC memory = channels_last
+    h, w = img.shape[:2]
+    with torch.inference_mode():
+        for y0 in range(0, h, th):
+            for x0 in range(0, w, tw):
+                stack(x[:, :, y0 : y0 + th, x0 : x0 + tw])
+
+
+def _time_cmd(cmd: list[str], env: dict, out: Path) -> float:
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)  # a rerun would skip the files already done
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    return time.perf_counter() - t0
+
+
+def _cli_end_to_end(args, model, stack, flops_scale: float) -> dict:
+    """Time ``python -m drtl.cli upscale`` on ``--cli-images`` PNGs (fresh process; fastest of
+    ``--cli-runs``), the reference on the same images, and the parts of the command's time."""
+    import io as _io
+
     from drtl.io import write_image
     from drtl.modelio import save_model
+    from drtl.photo import png_bytes
+    from drtl.upscale import PNG_LEVEL
 
     repo = Path(__file__).resolve().parents[1]
     imgs, _ = _images(args.cli_images, args.cli_lr)
+    tw, th = args.cli_ref_tile
+    out_mp = sum(i.shape[0] * i.shape[1] for i in imgs) * args.scale**2 / 1e6
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for i, img in enumerate(imgs):
             write_image(tmp / "in" / f"{i:02d}.png", img)
         model_path = save_model(tmp / "model.pt", _model(args), {"method": "bench"})
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
-               "DRTL_PROGRESS": "0"}
-        cmd = [sys.executable, "-m", "drtl.cli", "upscale", str(tmp / "in"), "--model", str(model_path),
-               "--out", str(tmp / "out"), "--threads", str(args.threads)]
-        best = float("inf")
-        for _ in range(2):
+        trees = {"now": repo} | ({"before": args.before.resolve()} if args.before else {})
+        best = {k: float("inf") for k in trees}
+        start_s = float("inf")
+        for _ in range(args.cli_runs):  # interleaved, so load from other work hits them alike
+            for k, tree in trees.items():
+                env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")]),
+                       "DRTL_PROGRESS": "0"}
+                cmd = [sys.executable, "-m", "drtl.cli", "upscale", str(tmp / "in"), "--model", str(model_path),
+                       "--out", str(tmp / f"out_{k}"), "--threads", str(args.threads)]
+                best[k] = min(best[k], _time_cmd(cmd, env, tmp / f"out_{k}"))
+            env = {**os.environ, "PYTHONPATH": str(repo)}
             t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True, env=env)
-            best = min(best, time.perf_counter() - t0)
-    out_mp = sum(i.shape[0] * i.shape[1] for i in imgs) * args.scale**2 / 1e6
-    return {"images": len(imgs), "lr": f"{args.cli_lr[0]}x{args.cli_lr[1]}", "seconds": best,
-            "out_mp": out_mp, "out_mp_per_s": out_mp / best}
+            subprocess.run([sys.executable, "-c", "import drtl.upscale, drtl.cli"], check=True, env=env)
+            start_s = min(start_s, time.perf_counter() - t0)
+        files = sorted((tmp / "in").glob("*.png"))
+        parts = _best_times({
+            "reference_s": lambda: [_run_tiles(stack, img, th, tw) for img in imgs],
+            "decode_s": lambda: [Image.open(f).load() for f in files],
+            "core_s": lambda: [upscale_image(model, img, tile=DEFAULT_TILE) for img in imgs],
+        }, max(1, args.repeats - 1))
+        outs = [upscale_image(model, img, tile=DEFAULT_TILE) for img in imgs]
+        parts |= _best_times({
+            "encode_s": lambda: [png_bytes(o, PNG_LEVEL) for o in outs],
+            "encode_pillow_level1_s": lambda: [Image.fromarray(o).save(_io.BytesIO(), format="PNG", compress_level=1)
+                                               for o in outs],
+        }, max(1, args.repeats - 1))
+    parts["reference_s"] *= flops_scale
+    ref_mp_s = out_mp / parts["reference_s"]
+    res = {"images": len(imgs), "lr": f"{args.cli_lr[0]}x{args.cli_lr[1]}", "out_mp": out_mp, "seconds": best["now"],
+           "out_mp_per_s": out_mp / best["now"], "reference_tile": f"{tw}x{th}", "reference_mp_per_s": ref_mp_s,
+           "ratio_vs_reference": out_mp / best["now"] / ref_mp_s, "startup_s": start_s, **parts}
+    if "before" in best:
+        res["before"] = {"tree": str(args.before), "seconds": best["before"], "out_mp_per_s": out_mp / best["before"],
+                         "ratio_vs_reference": out_mp / best["before"] / ref_mp_s}
+    return res
 
 
 def _check_output(model, img: np.ndarray, tile: int, overlap: int) -> dict:
@@ -292,8 +378,9 @@ def main(args) -> dict:
     # its time is scaled to the model's FLOPs, so "reference MP/s" is for exactly the model's work
     tot["reference_s"] *= flops_lr / stack_flops_lr
     check = _check_output(model, imgs[0], args.tile, args.overlap)
-    cli = _cli_end_to_end(args) if args.cli_images > 0 else None
+    cli = _cli_end_to_end(args, model, stack, flops_lr / stack_flops_lr) if args.cli_images > 0 else None
     mem = [_run_child(args, "tiled")]
+    cli_mem = _cli_peak_rss(args)
     est = _untiled_estimate_mb(args)
     avail = _mem_available_mb()
     if args.no_untiled_big:
@@ -329,7 +416,7 @@ def main(args) -> dict:
         "ratio_model_vs_matlab_bicubic": tot["tiled_s"] / tot["matlab_bicubic_s"],
         "ratio_model_vs_pillow_bicubic": tot["tiled_s"] / tot["pillow_bicubic_s"],
         "big": {"lr": f"{args.big[0]}x{args.big[1]}", "out": f"{args.big[0] * s}x{args.big[1] * s}",
-                "untiled_estimate_mb": est, "mem_available_mb": avail, "runs": mem},
+                "untiled_estimate_mb": est, "mem_available_mb": avail, "runs": mem, "cli": cli_mem},
     }
     return result
 
@@ -367,8 +454,23 @@ def _table(r: dict) -> str:
               f"(max {c['max_level_diff_vs_plain']} level)."]
     if r.get("cli"):
         k = r["cli"]
-        lines += ["", f"`drtl upscale` end to end (fresh process, PNG in/out), {k['images']} x {k['lr']} LR, "
-                  f"--threads {r['machine']['threads']}: {k['seconds']:.2f} s, **{k['out_mp_per_s']:.2f} output MP/s**."]
+        lines += ["", f"### `drtl upscale` end to end (fresh process, PNG in/out), {k['images']} x {k['lr']} LR -> "
+                  f"{k['out_mp']:.1f} output MP, --threads {r['machine']['threads']}", "",
+                  "| what | time (s) | output MP/s | vs reference |", "|---|---:|---:|---:|",
+                  f"| `drtl upscale`, process start to last file written | {k['seconds']:.2f} | {k['out_mp_per_s']:.2f} | "
+                  f"**{k['ratio_vs_reference']:.2f}x** |"]
+        if k.get("before"):
+            b = k["before"]
+            lines.append(f"| `drtl upscale` of {b['tree']} (interleaved) | {b['seconds']:.2f} | {b['out_mp_per_s']:.2f} | "
+                         f"{b['ratio_vs_reference']:.2f}x |")
+        lines += [f"| reference conv stack on {k['reference_tile']} tiles (same FLOPs, in-process) | {k['reference_s']:.2f} | "
+                  f"{k['reference_mp_per_s']:.2f} | 1.00x |",
+                  f"| of which: start-up (a process importing drtl.upscale) | {k['startup_s']:.2f} | | |",
+                  f"| of which: decoding the inputs (Pillow) | {k['decode_s']:.2f} | | |",
+                  f"| of which: upscale_image (in-process) | {k['core_s']:.2f} | {k['out_mp'] / k['core_s']:.2f} | "
+                  f"{k['out_mp'] / k['core_s'] / k['reference_mp_per_s']:.2f}x |",
+                  f"| of which: encoding the outputs (PNG, writer thread) | {k['encode_s']:.2f} | | |",
+                  f"| (Pillow's PNG encoder at level 1, for comparison) | {k['encode_pillow_level1_s']:.2f} | | |"]
     b = r["big"]
     lines += ["", f"### Peak memory, one {b['lr']} LR -> {b['out']} output (fresh process, peak RSS = VmHWM)", "",
               "| mode | peak RSS (MB) | RSS before inference (MB) | increase (MB) | time (s) |", "|---|---:|---:|---:|---:|"]
@@ -379,6 +481,11 @@ def _table(r: dict) -> str:
         else:
             lines.append(f"| {label} | {run['peak_mb']:.0f} | {run['baseline_mb']:.0f} | "
                          f"{run['peak_mb'] - run['baseline_mb']:.0f} | {run['seconds']:.1f} |")
+    c = b.get("cli") or {}
+    if "peak_mb" in c:
+        lines.append(f"| `drtl upscale` end to end (PNG in and out, tile 256) | {c['peak_mb']:.0f} | - | - | {c['seconds']:.1f} |")
+    elif c:
+        lines.append(f"| `drtl upscale` end to end | - | - | - | {c.get('error')} |")
     return "\n".join(lines)
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, PngImagePlugin
+from PIL import Image, ImageCms, ImageOps
 
 from drtl.errors import ConfigError, DataError
 from drtl.io import atomic_path
@@ -326,7 +326,9 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def png_bytes(arr: np.ndarray, level: int = 1, icc: bytes | None = None, exif: bytes | None = None,
               text: dict[str, str] | None = None) -> bytes:
     """A PNG of ``arr`` (HW gray, HWC gray+alpha / RGB / RGBA; uint8 or uint16), every row with
-    PNG's 'Sub' filter (computed with numpy), zlib ``level``. Pillow cannot write 16-bit colour."""
+    PNG's 'Sub' filter (computed with numpy), zlib ``level``. Pillow cannot write 16-bit colour,
+    and at level 1 its encoder (adaptive filters) takes about twice as long for files ~20 %
+    smaller (benchmarks/bench_upscale.py)."""
     h, w = arr.shape[:2]
     ch = 1 if arr.ndim == 2 else arr.shape[2]
     depth = 16 if arr.dtype == np.uint16 else 8
@@ -384,7 +386,7 @@ def write_photo(path: str | Path, rgb: np.ndarray, alpha: np.ndarray | None = No
     plane = to_gray(rgb) if gray else rgb
     arr = plane if alpha is None else np.dstack([plane, alpha])
     with atomic_path(path) as tmp:
-        if fmt == "PNG" and deep:
+        if fmt == "PNG":  # one PNG writer for 8 and 16 bits, ~2x faster than Pillow's at level 1
             tmp.write_bytes(png_bytes(arr, png_level, icc, exif, {TAG_KEY: tag} if tag else None))
         elif fmt == "TIFF" and deep:
             _write_tiff16(tmp, arr, icc, tag)
@@ -397,13 +399,7 @@ def write_photo(path: str | Path, rgb: np.ndarray, alpha: np.ndarray | None = No
                 kw["icc_profile"] = icc
             if exif and fmt != "BMP":
                 kw["exif"] = exif
-            if fmt == "PNG":
-                kw["compress_level"] = png_level
-                if tag:
-                    info = PngImagePlugin.PngInfo()
-                    info.add_text(TAG_KEY, tag)
-                    kw["pnginfo"] = info
-            elif fmt == "JPEG":
+            if fmt == "JPEG":
                 kw.update(quality=quality, subsampling=0 if quality >= 90 else 2, comment=tag or "")
             elif fmt == "WEBP":
                 kw.update(quality=quality, method=4)
