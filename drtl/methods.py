@@ -128,6 +128,11 @@ COMPARISONS: tuple[tuple[str, str], ...] = (
     ("upper_bound", "scratch_all"),
 )
 
+# the relation-weighted rows (their fine-tuning starts from a weighted source) and each one's twin: the
+# first row it is compared with in COMPARISONS that is not the baseline (the headline of a report)
+WEIGHTED_METHODS: tuple[str, ...] = tuple(m.name for m in METHODS.values() if m.init and SOURCES[m.init].weighted)
+TWINS: dict[str, str] = {a: next(b for x, b in COMPARISONS if x == a and b != BASELINE) for a in WEIGHTED_METHODS}
+
 
 def get_method(name: str) -> Method:
     try:

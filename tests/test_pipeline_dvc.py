@@ -130,7 +130,10 @@ def test_dvc_repro_end_to_end(tiny_dvc):
     bic = float(df[df.method == "bicubic"].psnr_y.iloc[0])
     assert (abs(df.psnr_y - bic) < 1.0).all() and df.ssim_y.between(0, 1).all()  # against the same run's bicubic
     metrics = json.loads((root / "reports" / "metrics.json").read_text())
-    assert set(metrics["drtl_pre"]["k1"]["psnr_y"]) == {"mean", "std", "n"} and "ssim_y" in metrics["drtl_pre"]["k1"]
+    assert set(metrics) == {"k1", "k2"} and metrics["k1"]["drtl_row"] in ("drtl_pre", "drtl_meta")
+    assert metrics["k1"]["drtl_minus_twin"] == pytest.approx(metrics["k1"]["drtl"] - metrics["k1"]["twin"], abs=1e-3)
+    shown = dvc(root, "metrics", "show").stdout
+    assert "k1.drtl_minus_twin" in shown and "psnr_y" not in shown  # a few columns, not one per row of the table
     assert (root / "reports" / "psnr_vs_shots.png").read_bytes()[:4] == b"\x89PNG"
     assert (root / "outputs" / "relation" / "graphs" / "k1_s0" / "weights.png").is_file()
     assert json.loads((root / "outputs" / "validate" / "pool.json").read_text())["success"] is True
@@ -165,7 +168,7 @@ def test_dvc_repro_end_to_end(tiny_dvc):
                          "metatrain_maml@0", "metatrain_drtl@1-0", "evaluate_bicubic@0"}
     shown = json.dumps(json.loads(dvc(root, "exp", "show", "--json").stdout))
     assert f'"iterations": {load_params(TINY)["finetune"]["iterations"] + 1}' in shown
-    assert '"drtl_pre": {"k1": {"psnr_y": {"mean": ' in shown
+    assert '"k1": {"drtl_row": ' in shown
 
 
 def _check_tracked(root, n_stage_runs: int) -> None:

@@ -1,31 +1,47 @@
-"""reports/metrics.json follows DVC's comparison conventions; the offline plot template."""
+"""reports/metrics.json: the headline per K for `dvc metrics`; the offline plot template."""
 
 import hashlib
 import json
 import re
 from pathlib import Path
 
+import pytest
+
 from drtl.stages.report import report
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_metrics_json_nested_per_method_and_k(tmp_path):
+def test_metrics_json_is_the_headline_per_k(tmp_path):
+    """A few numbers per K: the best relation-weighted row, its twin, bicubic and the differences;
+    the full table stays in aggregate.csv."""
     evals = []
-    for m, k, s, p, q in [("bicubic", None, 0, 30.0, 0.90), ("drtl_pre", 5, 0, 31.0, 0.91), ("drtl_pre", 5, 1, 31.4, 0.93),
-                          ("drtl_pre", 5, 2, 31.2, 0.92)]:
+    for m, k, s, p in [("bicubic", None, 0, 30.0), ("bicubic", None, 1, 30.0), ("drtl_pre", 5, 0, 31.0),
+                       ("drtl_pre", 5, 1, 31.4), ("pretrain", 5, 0, 30.8), ("pretrain", 5, 1, 31.0),
+                       ("drtl_meta", 5, 0, 31.5), ("drtl_meta", 5, 1, 31.5), ("maml", 5, 0, 31.4), ("maml", 5, 1, 31.2),
+                       ("drtl_pre", 1, 0, 30.5), ("scratch", 1, 0, 29.9)]:
         e = tmp_path / f"{m}_{k}_{s}.json"
-        e.write_text(json.dumps({"method": m, "shots": k, "seed": s, "psnr_y": p, "ssim_y": q}))
+        e.write_text(json.dumps({"method": m, "shots": k, "seed": s, "psnr_y": p, "ssim_y": 0.9}))
         evals.append(e)
     r = report(evals, tmp_path / "reports", [1, 5])
     m = json.loads((tmp_path / "reports" / "metrics.json").read_text())
-    assert m == r["dvc_metrics"]
-    assert set(m) == {"bicubic", "drtl_pre"} and set(m["bicubic"]) == {"k1", "k5"} and set(m["drtl_pre"]) == {"k5"}
-    d = m["drtl_pre"]["k5"]
-    assert d["psnr_y"] == {"mean": 31.2, "std": 0.2, "n": 3}
-    assert d["ssim_y"]["mean"] == 0.92 and abs(d["ssim_y"]["std"] - 0.01) < 1e-9 and d["ssim_y"]["n"] == 3
-    assert m["bicubic"]["k1"]["psnr_y"] == {"mean": 30.0, "std": 0.0, "n": 1}
-    assert r["metrics"]["drtl_pre_k5_psnr_y"] == 31.2  # flat headline numbers for scalar loggers
+    assert m == r["headline"] and set(m) == {"k1", "k5"}
+    # K=5: drtl_meta (31.5) beats drtl_pre (31.2); its twin is maml (31.3)
+    assert m["k5"] == pytest.approx({"drtl_row": "drtl_meta", "drtl": 31.5, "n_seeds": 2, "twin_row": "maml",
+                                     "twin": 31.3, "drtl_minus_twin": 0.2, "bicubic": 30.0, "drtl_minus_bicubic": 1.5})
+    # K=1: drtl_pre without its twin: no difference is made up
+    assert m["k1"] == pytest.approx({"drtl_row": "drtl_pre", "drtl": 30.5, "n_seeds": 1, "bicubic": 30.0,
+                                     "drtl_minus_bicubic": 0.5})
+    assert r["metrics"]["drtl_pre_k5_psnr_y"] == 31.2 and r["metrics"]["scratch_k1_psnr_y"] == 29.9  # every row, flat
+    agg = (tmp_path / "reports" / "aggregate.csv").read_text()
+    assert "scratch,1," in agg and "maml,5," in agg  # the full table
+
+
+def test_twins_come_from_the_registry():
+    from drtl.methods import COMPARISONS, TWINS, WEIGHTED_METHODS
+
+    assert set(TWINS) == set(WEIGHTED_METHODS) == {"drtl_pre", "drtl_meta"}
+    assert all((a, b) in COMPARISONS for a, b in TWINS.items())
 
 
 def test_offline_plot_template():

@@ -5,9 +5,9 @@
 ``results.md``: the aggregate as a Markdown table (PSNR-Y mean +- std, then SSIM-Y).
 ``psnr_vs_shots.png``: PSNR-Y against K with error bars per method. ``comparisons.csv`` (and a
 section of ``results.md``): paired per-image differences of the registry's comparisons with
-bootstrap 95 % intervals (:mod:`drtl.stats`). ``metrics.json``: for
-``dvc metrics`` / ``dvc exp show``, per method and K: PSNR-Y and SSIM-Y mean, std and seed count
-(see :func:`dvc_metrics`).
+bootstrap 95 % intervals (:mod:`drtl.stats`). ``metrics.json``: the headline for ``dvc metrics`` /
+``dvc exp show``, a few numbers per K (:func:`headline_metrics`: the best relation-weighted row,
+its twin, bicubic and the differences); the full table is ``aggregate.csv`` (``dvc plots``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pandas as pd
 
 from drtl.errors import DataError
 from drtl.io import clean_stale_temps, write_text
+from drtl.methods import BASELINE, TWINS
 from drtl.results import COLUMNS, sort_rows, write_report
 from drtl.stats import IMAGE_COLUMNS
 
@@ -58,25 +59,37 @@ def report(eval_paths: list[str | Path], out: str | Path, expand_shots: list[int
     images: list = []
     df = collect(eval_paths, expand_shots, images)
     agg = write_report(df, out, pd.DataFrame(images, columns=IMAGE_COLUMNS))
-    nested = dvc_metrics(agg)
-    write_text(out / "metrics.json", json.dumps(nested, indent=1) + "\n")
-    # flat headline numbers (method_kK_psnr_y: mean PSNR-Y) for callers that log scalars (Kubeflow)
-    flat = {f"{m}_{k}_psnr_y": v["psnr_y"]["mean"] for m, ks in nested.items() for k, v in ks.items()}
-    return {"n_rows": len(df), "metrics": flat, "dvc_metrics": nested}
+    headline = headline_metrics(agg)
+    write_text(out / "metrics.json", json.dumps(headline, indent=1) + "\n")
+    # flat per-row numbers (method_kK_psnr_y: mean PSNR-Y) for callers that log scalars (Kubeflow)
+    flat = {f"{r.method}_k{int(r.shots)}_psnr_y": round(float(r.psnr_mean), 4) for r in agg.itertuples()}
+    return {"n_rows": len(df), "metrics": flat, "headline": headline}
 
 
-def dvc_metrics(agg: pd.DataFrame) -> dict:
-    """``{method: {"k<K>": {"psnr_y": {"mean", "std", "n"}, "ssim_y": {...}}}}`` (std over seeds,
-    n = number of seeds): nested, so ``dvc exp show`` / ``dvc metrics diff`` get one column each,
-    e.g. ``drtl_pre.k5.psnr_y.mean``."""
-    metrics: dict = {}
-    for _, r in agg.iterrows():
-        n = int(r["n_seeds"])
-        metrics.setdefault(str(r["method"]), {})[f"k{int(r['shots'])}"] = {
-            "psnr_y": {"mean": round(float(r["psnr_mean"]), 4), "std": round(float(r["psnr_std"]), 4), "n": n},
-            "ssim_y": {"mean": round(float(r["ssim_mean"]), 5), "std": round(float(r["ssim_std"]), 5), "n": n},
-        }
-    return metrics
+def headline_metrics(agg: pd.DataFrame) -> dict:
+    """``{"k<K>": {...}}``, per K: ``drtl`` (the mean PSNR-Y of the best relation-weighted row,
+    named in ``drtl_row``), ``twin`` (that row's twin, :data:`drtl.methods.TWINS`, named in
+    ``twin_row``), ``bicubic``, ``drtl_minus_twin``, ``drtl_minus_bicubic`` and ``n_seeds``; a K
+    without a weighted row (or its twin, or bicubic) leaves those keys out. Flat per K, so
+    ``dvc metrics show`` prints a few columns (``k5.drtl_minus_twin``)."""
+    psnr = {(r.method, int(r.shots)): (round(float(r.psnr_mean), 4), int(r.n_seeds)) for r in agg.itertuples()}
+    out: dict = {}
+    for k in sorted({int(s) for s in agg["shots"]}):
+        row: dict = {}
+        rows = [m for m in TWINS if (m, k) in psnr]
+        if rows:
+            best = max(rows, key=lambda m: psnr[(m, k)][0])
+            row.update(drtl_row=best, drtl=psnr[(best, k)][0], n_seeds=psnr[(best, k)][1])
+            if (TWINS[best], k) in psnr:
+                row.update(twin_row=TWINS[best], twin=psnr[(TWINS[best], k)][0])
+                row["drtl_minus_twin"] = round(row["drtl"] - row["twin"], 4)
+        if (BASELINE, k) in psnr:
+            row["bicubic"] = psnr[(BASELINE, k)][0]
+            if "drtl" in row:
+                row["drtl_minus_bicubic"] = round(row["drtl"] - row["bicubic"], 4)
+        if row:
+            out[f"k{k}"] = row
+    return out
 
 
 def run(params: dict, inputs: dict, out: Path, on_log=None) -> dict:
