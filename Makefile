@@ -93,3 +93,11 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# The CPU image, built and checked on this machine (docs/kubeflow.md, "Container images"): a Debian
+# bookworm base made with debootstrap, `buildah build` of docker/Dockerfile.cpu (requirements.lock
+# exactly), the OCI archive and its digest under outputs/image/, then one stage chain run in the image
+# and on the host, compared byte for byte (docker/build.sh). Outside `make test`: it takes minutes.
+.PHONY: image
+image: setup
+	docker/build.sh

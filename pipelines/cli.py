@@ -3,7 +3,9 @@
 kfp is imported only inside the subcommands, so ``drtl-kfp --help`` is fast. The library CLI
 (``drtl``) does not import this package.
 
-- ``drtl-kfp compile [--params P] [-S k=v] [--image IMG] [--out pipeline.yaml] [--gpu/--no-gpu] [--k8s/--no-k8s]``
+- ``drtl-kfp compile [--params P] [-S k=v] [--image IMG|FILE] [--out pipeline.yaml] [--gpu/--no-gpu] [--k8s/--no-k8s]``
+  (``--image``: a reference, e.g. ``localhost/drtl@sha256:<digest>``, or a file holding one: the
+  ``outputs/image/drtl-cpu.image`` that ``make image`` writes)
 - ``drtl-kfp run --local [--params P | tiny profile] [--data sample|DIR|s3://...] [--cells JSON] [--out DIR]``
   -> ``DIR/results.csv``
 - ``drtl-kfp submit --host URL [--experiment NAME] [--run-name NAME] [--package pipeline.yaml] [--cells JSON]``
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -213,16 +216,41 @@ def _mlflow_uri(a, params: dict | None, local: bool) -> str:
     return uri if uri.startswith(("http://", "https://")) else ""
 
 
+# NAME[:TAG][@sha256:HEX], NAME = [HOST[:PORT]/]path, lower case (the OCI distribution grammar, shortened;
+# the digest's length is left to the registry)
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REF = re.compile(rf"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+                        r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]+)?")
+
+
+def resolve_image(value: str) -> str:
+    """The image reference of ``--image``: ``value`` itself, or the first line of the file ``value``
+    names (``make image`` writes ``outputs/image/drtl-cpu.image``: ``localhost/drtl@sha256:...``).
+    A value that is not a reference is a one-line ConfigError."""
+    ref, where = value.strip(), "--image"
+    if Path(value).is_file():
+        lines = Path(value).read_text().split()
+        ref, where = (lines[0] if lines else ""), f"--image {value}"
+    if re.fullmatch(r"sha256:[0-9a-f]+", ref):
+        raise ConfigError(f"{where}: {ref[:19]}... is a digest without a name; give NAME@{ref[:19]}..., "
+                          "e.g. localhost/drtl@sha256:<digest>")
+    if not _IMAGE_REF.fullmatch(ref):
+        raise ConfigError(f"{where}: {ref!r} is not an image reference; expected NAME[:TAG][@sha256:DIGEST], "
+                          "e.g. localhost/drtl@sha256:<digest>")
+    return ref
+
+
 def _default_params_file() -> str | None:
     return "params.yaml" if Path("params.yaml").is_file() else None
 
 
 def _cmd_compile(a):
     params = _load(a.params or _default_params_file(), a.set, tiny_default=False)
-    out = compile_yaml(a.out, params, gpu=a.gpu, kubernetes=a.k8s, image=a.image)
+    image = resolve_image(a.image)
+    out = compile_yaml(a.out, params, gpu=a.gpu, kubernetes=a.k8s, image=image)
     ex = params["experiment"]
     print(f"compiled {out} (methods {len(ex['methods'])}; default cells: shots {ex['shots']} x seeds {ex['seeds']}; "
-          f"image {a.image}; GPU {'on' if a.gpu else 'off'}, Kubernetes settings {'on' if a.k8s else 'off'})")
+          f"image {image}; GPU {'on' if a.gpu else 'off'}, Kubernetes settings {'on' if a.k8s else 'off'})")
 
 
 def _cmd_run(a):
@@ -239,7 +267,7 @@ def _cmd_run(a):
 def _cmd_submit(a):
     params = None if a.package else _load(a.params or _default_params_file(), a.set, tiny_default=False)
     r = submit(a.host, params, package=a.package, experiment=a.experiment, run_name=a.run_name,
-               namespace=a.namespace, gpu=a.gpu, enable_caching=a.cache, image=a.image,
+               namespace=a.namespace, gpu=a.gpu, enable_caching=a.cache, image=resolve_image(a.image),
                arguments=pipeline_arguments(a.data, _sample_json(a.sample, False), _mlflow_uri(a, params, False),
                                             _cells_json(a.cells)))
     print(f"submitted run {r['run_name']} ({r['run_id']}) to experiment {r['experiment']}: {r['url']}")
@@ -248,7 +276,9 @@ def _cmd_submit(a):
 def _image_arg(p):
     from components.image import DEFAULT_IMAGE
 
-    p.add_argument("--image", default=DEFAULT_IMAGE, help=f"container image of every task (default: {DEFAULT_IMAGE})")
+    p.add_argument("--image", default=DEFAULT_IMAGE,
+                   help=f"container image of every task: a reference (NAME[:TAG][@sha256:DIGEST]) or a file holding "
+                        f"one, e.g. outputs/image/drtl-cpu.image from `make image` (default: {DEFAULT_IMAGE})")
 
 
 def build_parser() -> argparse.ArgumentParser:
