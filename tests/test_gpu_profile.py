@@ -8,6 +8,7 @@ branches (scripts/gpu_check.sh runs those on a GPU).
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -71,10 +72,11 @@ def test_gpu_profile_is_the_city100_method_at_gpu_scale():
 
 
 @pytest.mark.slow
-def test_gpu_profile_runs_on_the_cpu_with_tiny_budgets(tiny_sample, tmp_path, monkeypatch):
-    """The whole plan of params.gpu.yaml with tiny budgets: edsr_baseline everywhere (the relation's
-    family experts too), the fitted task weighed by the experts, DRTL-Pre continuing the uniform
-    model, checkpointed runs, device auto, every method in the report."""
+def test_gpu_profile_runs_with_tiny_budgets(tiny_sample, tmp_path, monkeypatch):
+    """The whole plan of params.gpu.yaml with tiny budgets (``device: auto``: the CPU here, CUDA in
+    scripts/gpu_check.sh): edsr_baseline everywhere (the relation's family experts too), the fitted
+    task weighed by the experts, DRTL-Pre continuing the uniform model, checkpointed runs, every
+    method in the report."""
     import drtl.orchestrate.experiment as xp
     import drtl.stages.expert as expert
     from drtl.modelio import load_model
@@ -139,3 +141,31 @@ def test_gpu_profile_data_are_made_by_its_header_commands(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     pool = json.loads((tmp_path / "val" / "pool.json").read_text())
     assert pool["n_pairs"] == 10, pool
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_its_code_paths_on_the_cpu(tmp_path):
+    """scripts/gpu_check.sh --cpu-smoke: the GPU check's Python part (benchmarks/bench_gpu.py) with tiny
+    sizes; every phase measured against its plain PyTorch loop, bf16 reported as CUDA-only."""
+    r = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--cpu-smoke", str(tmp_path)],
+                       capture_output=True, text=True, env={**os.environ, "PY": sys.executable}, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert res["arch"] == "edsr_baseline" and res["check"]["weights_dtype"] == "torch.float32"
+    assert res["check"]["auto_resolves_to"] == "cpu" and res["check"]["device"] == "cpu"
+    for name in ("pretrain", "metatrain", "finetune"):
+        row = res[name]
+        assert row["drtl_fp32_steps_s"] > 0 and row["plain_fp32_steps_s"] > 0, row
+        assert row["drtl_vs_plain_fp32"] == pytest.approx(row["drtl_fp32_steps_s"] / row["plain_fp32_steps_s"], rel=0.01)
+        assert "CUDA-only" in row["bf16"]
+    assert res["upscale"]["drtl_fp32_mp_s"] > 0 and res["upscale"]["output_mp"] == pytest.approx(32 * 24 * 4 / 1e6)
+    assert "gpu_check: done" in r.stdout
+
+
+def test_gpu_check_refuses_a_machine_without_cuda():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_gpu.py")], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--cpu-smoke" in r.stderr, r.stderr
