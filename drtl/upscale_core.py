@@ -161,8 +161,8 @@ def _fused_cpu_forward(model: nn.Module):
     For an :class:`drtl.archs.edsr.EDSR` whose convolutions are all 3x3 / stride 1 / padding 1 /
     groups 1 with a bias: channels_last activations and oneDNN convolutions with the next
     element-wise op fused in (``torch.ops.mkldnn._convolution_pointwise``: ReLU after the first conv
-    of each residual block, the residual add after the second, the long skip after
-    ``conv_after_body``). Every ``PixelShuffle(r)`` but the last runs its conv as r*r phase convs
+    of each residual block; the residual add after the second and the long skip after
+    ``conv_after_body`` accumulated in place into the addend by oneDNN's sum post-op). Every ``PixelShuffle(r)`` but the last runs its conv as r*r phase convs
     written into the shuffled channels_last map (narrow convs run faster than one wide one); the
     last one is never materialised: ``conv_last`` is rewritten to run on the unshuffled map
     (:func:`_last_stage_weights`) and composed with the last upsampling conv into one 5x5 conv
@@ -206,14 +206,18 @@ def _fused_cpu_forward(model: nn.Module):
     zero_bias = torch.zeros_like(b_last)
     w_comp, b_comp = _composite_weights(stages[-1][0], w_last, b_last)
     binary = op.binary
+    binary_into = torch.ops.mkldnn._convolution_pointwise_.binary  # oneDNN's sum post-op, in place
     one = [1, 1]  # padding, stride, dilation
 
     def conv(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, post: str = "none") -> torch.Tensor:
         return op(x, w, b, one, one, one, 1, post, [], "")
 
-    def conv_add(c: nn.Conv2d, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-        # (conv(x) + bias) + other, the add done by oneDNN as a post-op on the conv's output
-        return binary(x, other, c.weight, c.bias, one, one, one, 1, "add", None, None, [], None)
+    def conv_add(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        """(conv(x) + bias) + other, written into ``other`` (oneDNN accumulates the conv into it:
+        ~1.5x faster than the out-of-place binary add post-op here, the same values)."""
+        if other is x:
+            return binary(x, other, w, b, one, one, one, 1, "add", None, None, [], None)
+        return binary_into(other, x, w, b, one, one, one, 1, "add", None, None, [], None)
 
     def conv_shuffle(parts: list, x: torch.Tensor, r: int) -> torch.Tensor:
         """pixel_shuffle(conv(x), r) as r*r phase convs (``parts``: their weights and biases) written
@@ -231,8 +235,7 @@ def _fused_cpu_forward(model: nn.Module):
         y = None  # (n, r*r*3, hh, ww) channels_last: conv_last's output, not yet shuffled
         for (wk, bk), wg in zip(last_parts, w_groups):
             zk = conv(wk, bk, u)
-            y = conv(wg, b_last, zk) if y is None else binary(zk, y, wg, zero_bias, one, one, one, 1, "add",
-                                                               None, None, [], None)
+            y = conv(wg, b_last, zk) if y is None else conv_add(wg, zero_bias, zk, y)
         return y
 
     def last_stage(u: torch.Tensor) -> torch.Tensor:
@@ -257,11 +260,11 @@ def _fused_cpu_forward(model: nn.Module):
         for b in model.body:
             t = conv(b.conv1.weight, b.conv1.bias, h, "relu")
             if b.res_scale == 1.0:  # x * 1.0 == x exactly: the multiply is skipped
-                h = conv_add(b.conv2, t, h)
+                h = conv_add(b.conv2.weight, b.conv2.bias, t, feat.clone() if h is feat else h)  # feat: long skip
             else:
                 h = h + conv(b.conv2.weight, b.conv2.bias, t) * b.res_scale
-        u = conv_add(model.conv_after_body, h, feat)
-        del h, feat, t
+        u = conv_add(model.conv_after_body.weight, model.conv_after_body.bias, h, feat)
+        del h, feat
         for parts, r in phases:
             u = conv_shuffle(parts, u, r)
         y = last_stage(u)
