@@ -174,7 +174,9 @@ def _fused_cpu_forward(model: nn.Module):
     differently from the NCHW forward in the last bit (about 1e-7), which moves a uint8 output
     level on a few pixels per million (counted in benchmarks/bench_upscale.py). Every tile runs the
     same kernels, so tiled output stays bit-identical to untiled. The function takes the LR tile as
-    an NCHW float tensor (any strides) and returns an NCHW-shaped tensor with channels_last memory.
+    an NCHW float tensor (any strides) and ``edges`` (top, bottom, left, right: which sides are the
+    image's border, default all; the others are cropped off by the caller) and returns an
+    NCHW-shaped tensor with channels_last memory.
     """
     from drtl.archs.edsr import EDSR, ResidualBlockNoBN
 
@@ -238,21 +240,26 @@ def _fused_cpu_forward(model: nn.Module):
             y = conv(wg, b_last, zk) if y is None else conv_add(wg, zero_bias, zk, y)
         return y
 
-    def last_stage(u: torch.Tensor) -> torch.Tensor:
+    def last_stage(u: torch.Tensor, edges: tuple[bool, bool, bool, bool]) -> torch.Tensor:
         """The same as :func:`last_exact`: the composite 5x5 conv inside, the 1-px ring at the
-        edges (where the composite would see the upsampling conv's output beyond the border
-        instead of zeros) from :func:`last_exact` on 3-px strips."""
+        ``edges`` (top, bottom, left, right; where the composite would see the upsampling conv's
+        output beyond the border instead of zeros) from :func:`last_exact` on 3-px strips."""
         h, w = u.shape[-2:]
         if h < 6 or w < 6:
             return last_exact(u)
         y = op(u, w_comp, b_comp, [2, 2], one, one, 1, "none", [], "")
-        y[:, :, :1] = last_exact(u[:, :, :3])[:, :, :1]
-        y[:, :, -1:] = last_exact(u[:, :, -3:])[:, :, -1:]
-        y[:, :, :, :1] = last_exact(u[:, :, :, :3].contiguous(memory_format=cl))[:, :, :, :1]
-        y[:, :, :, -1:] = last_exact(u[:, :, :, -3:].contiguous(memory_format=cl))[:, :, :, -1:]
+        top, bottom, left, right = edges
+        if top:
+            y[:, :, :1] = last_exact(u[:, :, :3])[:, :, :1]
+        if bottom:
+            y[:, :, -1:] = last_exact(u[:, :, -3:])[:, :, -1:]
+        if left:
+            y[:, :, :, :1] = last_exact(u[:, :, :, :3].contiguous(memory_format=cl))[:, :, :, :1]
+        if right:
+            y[:, :, :, -1:] = last_exact(u[:, :, :, -3:].contiguous(memory_format=cl))[:, :, :, -1:]
         return y
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
+    def forward(x: torch.Tensor, edges: tuple[bool, bool, bool, bool] = (True, True, True, True)) -> torch.Tensor:
         xc = x.contiguous(memory_format=cl)
         mean = model.mean.to(dtype=x.dtype)
         feat = conv(model.conv_first.weight, model.conv_first.bias, (xc - mean) * img_range)
@@ -267,7 +274,7 @@ def _fused_cpu_forward(model: nn.Module):
         del h, feat
         for parts, r in phases:
             u = conv_shuffle(parts, u, r)
-        y = last_stage(u)
+        y = last_stage(u, edges)
         del u
         n, _, hh, ww = y.shape
         r = r_last
@@ -351,7 +358,9 @@ def upscale_image(
                 x = src[cy0:cy1, cx0:cx1].permute(2, 0, 1).unsqueeze(0).to(dev).float().div_(top)
                 try:
                     if fused is not None:
-                        y = fused(x)
+                        # the edge ring is exact where the core reaches the tile's edge (the image
+                        # border); elsewhere it lies in the overlap, cropped off below
+                        y = fused(x, (y0 == cy0, y1 == cy1, x0 == cx0, x1 == cx1))
                     elif amp:
                         with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
                             y = model(x.contiguous())
