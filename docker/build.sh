@@ -93,14 +93,14 @@ sh docker/stage_smoke.sh "$OUT/compare/host" "$PWD/$HOST_DRTL" > "$OUT/compare/h
   || die "the stage chain failed on the host; see $OUT/compare/host.log"
 t5=$(date +%s)
 
-size=$(buildah inspect --type image --format '{{.ImageSize}}' "$NAME:$TAG" 2>/dev/null || echo null)
+size=$(buildah images --format '{{.Size}}' "$NAME:$TAG" | head -1)  # uncompressed, e.g. "2.45 GB"
 layers=$(buildah inspect --type image --format '{{len .OCIv1.RootFS.DiffIDs}}' "$NAME:$TAG")
 archive=$(stat -c %s "$OUT/drtl-cpu.oci.tar")
 python_v=$(buildah run --isolation chroot "$ctr" -- python --version 2>&1)
 cat > "$OUT/build.json" <<JSON
 {"image": "$NAME:$TAG", "reference": "$NAME@$digest", "base": "$BASE", "python": "$python_v",
  "base_s": $((t1 - t0)), "build_s": $((t2 - t1)), "push_s": $((t3 - t2)), "stage_in_image_s": $((t4 - t3)),
- "stage_on_host_s": $((t5 - t4)), "image_size_bytes": $size, "layers": $layers, "oci_archive_bytes": $archive}
+ "stage_on_host_s": $((t5 - t4)), "image_size": "$size", "layers": $layers, "oci_archive_bytes": $archive}
 JSON
 set +e
 "$HOST_PY" docker/compare_runs.py "$OUT/compare/host" "$OUT/compare/image" > "$OUT/compare.txt"
@@ -108,6 +108,6 @@ same=$?
 set -e
 cat "$OUT/compare.txt"
 say "base $((t1 - t0)) s, build $((t2 - t1)) s, archive $((t3 - t2)) s, stage chain in the image $((t4 - t3)) s / on the host $((t5 - t4)) s"
-say "image $NAME:$TAG ($python_v): $(( ${size:-0} / 1000000 )) MB in $layers layers; OCI archive $OUT/drtl-cpu.oci.tar $((archive / 1000000)) MB"
+say "image $NAME:$TAG ($python_v): $size in $layers layers; OCI archive $OUT/drtl-cpu.oci.tar $((archive / 1000000)) MB"
 say "drtl-kfp compile --image $(cat "$OUT/drtl-cpu.image")   (or --image $OUT/drtl-cpu.image)"
 exit $same
