@@ -17,7 +17,7 @@ PY=${PY:-.venv/bin/python}
 mkdir -p "$OUT"
 t0=$(date +%s)
 "$PY" -c "import platform, torch; print('gpu_check:', platform.node(), 'torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())"
-timeout 360 "$PY" benchmarks/bench_gpu.py "${SMOKE[@]}" --json "$OUT/gpu_check.json" | tee "$OUT/gpu_check.txt"
+timeout 330 "$PY" benchmarks/bench_gpu.py "${SMOKE[@]}" --json "$OUT/gpu_check.json" | tee "$OUT/gpu_check.txt"
 if [ ${#SMOKE[@]} -eq 0 ]; then
   # the whole plan of the GPU profile on CUDA, tiny budgets (the CPU smoke test of the suite, on the GPU)
   timeout 120 "$PY" -m pytest -q -p no:cacheprovider -m slow \
