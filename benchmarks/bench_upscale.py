@@ -31,7 +31,8 @@ Reports in one run (on ``--threads`` threads, default 2):
     and :func:`upscale_image` in-process. ``--before DIR`` also times ``drtl upscale`` of another
     checkout (e.g. ``git archive <commit> | tar -x -C DIR``), interleaved with this one.
 
-The core's output is also checked: tiled against untiled (bit-identical expected) and untiled
+The process calls :func:`drtl.upscale.keep_freed_memory` first, as ``drtl upscale`` does (tiles
+reuse their buffers instead of page-faulting them in). The core's output is also checked: tiled against untiled (bit-identical expected) and untiled
 against the model's plain NCHW forward (uint8 levels that differ, from last-bit rounding).
 
 The LR images are scikit-image's bundled photos (no download) resized to the LR size; synthetic
@@ -97,7 +98,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drtl.archs import build_arch  # noqa: E402
 from drtl.degradations.resize import imresize  # noqa: E402
-from drtl.upscale import DEFAULT_TILE, tile_grid, upscale_image  # noqa: E402
+from drtl.upscale import DEFAULT_TILE, keep_freed_memory, tile_grid, upscale_image  # noqa: E402
 from torch import nn  # noqa: E402
 
 
@@ -196,6 +197,7 @@ def _maxrss_mb() -> float:
 def _rss_child(args) -> None:
     """Fresh process: build model + image, then one upscale; print JSON on stdout."""
     torch.set_num_threads(args.threads)
+    keep_freed_memory()
     model = _model(args)
     w, h = args.big
     rng = np.random.default_rng(0)
@@ -353,6 +355,7 @@ def _check_output(model, img: np.ndarray, tile: int, overlap: int) -> dict:
 
 def main(args) -> dict:
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as `drtl upscale` does (the reference's buffers are served by the same heap)
     args.tile = args.tile or DEFAULT_TILE
     model = _model(args)
     imgs, source = _images(args.images, args.lr)

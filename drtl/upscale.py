@@ -35,7 +35,7 @@ from drtl.modelio import load_model, resolve_device
 from drtl.photo import FORMATS, FORMATS_16, Photo, fingerprint, output_format, read_photo, read_tag, resize_alpha, write_photo
 from drtl.progress import progress
 from drtl.upscale_core import (DEFAULT_OVERLAP, DEFAULT_TILE, _fused_cpu_forward, check_tiling,  # noqa: F401
-                               tile_grid, upscale_image)
+                               keep_freed_memory, tile_grid, upscale_image)
 
 DEFAULT_SUFFIX = "_x{scale}"
 DEFAULT_QUALITY = 95
@@ -355,6 +355,7 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
     # --threads N, else every usable core (not OMP_NUM_THREADS or torch's physical-core guess),
     # set through the project's one thread rule
     apply_threads({"threads": getattr(args, "threads", None) or default_threads()})
+    keep_freed_memory()  # this process upscales: tiles reuse their buffers instead of page-faulting them in
     report = upscale_paths(
         args.inputs,
         args.model,
