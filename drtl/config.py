@@ -33,6 +33,7 @@ SIMILARITIES = ("drn", "reproduction", "joint", "expert")
 DEFAULTS: dict[str, Any] = {
     "device": "cpu",
     "threads": 0,          # torch intra-op threads; 0 = torch's default (one per core)
+    # *.amp: bf16 autocast of the training forward passes on CUDA (drtl.train.TrainConfig.amp; ignored on CPU)
     "log_every_s": 60,     # experiment runner: at most one progress line per this many seconds
     "outputs": "outputs",
     "target": {"pool": "data/sample/pool", "test": "data/sample/test", "scale": 2},
@@ -44,15 +45,15 @@ DEFAULTS: dict[str, Any] = {
                  "top_k": 0, "weighting": True, "patches_per_image": 16, "eval_per_task": 32, "seed": 0,
                  "fitted": False, "fitted_noise": 0.0, "similarity": "drn", "tau_db": 0.5,
                  "expert": {"iterations": 400, "batch": 4, "lr_patch": 24, "lr": 5e-4, "schedule": "cosine",
-                            "tasks_per_step": 4}},
+                            "tasks_per_step": 4, "amp": False}},
     "pretrain": {"iterations": 400, "batch": 4, "lr_patch": 24, "lr": 5e-4, "tasks_per_step": 4,
-                 "schedule": "cosine", "log_every": 100, "checkpoint_every": 0, "drtl_continue": 0},
+                 "schedule": "cosine", "log_every": 100, "checkpoint_every": 0, "drtl_continue": 0, "amp": False},
     "meta": {"iterations": 30, "lr_patch": 24, "lr": 1e-4, "inner_steps": 3, "inner_lr": 1e-2,
              "meta_batch": 4, "first_order": True, "support_batch": 4, "query_batch": 4,
-             "log_every": 20, "checkpoint_every": 0, "init": "pretrain"},
+             "log_every": 20, "checkpoint_every": 0, "init": "pretrain", "amp": False},
     "finetune": {"iterations": 60, "batch": 16, "lr_patch": 24, "lr": 5e-5, "schedule": "constant",
                  "log_every": 20, "checkpoint_every": 0, "upper_bound_init": "pretrain",
-                 "ceiling_iterations": 150, "val_fraction": 0.25, "eval_every": 5, "patience": 0},
+                 "ceiling_iterations": 150, "val_fraction": 0.25, "eval_every": 5, "patience": 0, "amp": False},
     "experiment": {"shots": [1, 5, 10], "seeds": [0], "methods": list(DEFAULT_METHODS)},
     "tracking": {"uri": "sqlite:///mlflow.db", "experiment": "drtl", "enabled": True},
 }
@@ -178,6 +179,7 @@ SCHEMA: dict[str, Spec] = {
     "relation.tau_db": _POS,
     "relation.expert.iterations": Int(1), "relation.expert.batch": Int(1), "relation.expert.lr_patch": Int(8),
     "relation.expert.lr": _POS, "relation.expert.schedule": Str(SCHEDULES), "relation.expert.tasks_per_step": Int(1),
+    "relation.expert.amp": Bool(), "pretrain.amp": Bool(), "meta.amp": Bool(), "finetune.amp": Bool(),
     "pretrain.iterations": Int(1), "pretrain.batch": Int(1), "pretrain.lr_patch": Int(8), "pretrain.lr": _POS,
     "pretrain.tasks_per_step": Int(1), "pretrain.schedule": Str(SCHEDULES), "pretrain.log_every": Int(1),
     "pretrain.checkpoint_every": Int(0), "pretrain.drtl_continue": Int(0),

@@ -90,7 +90,7 @@ def test_cold_run_outputs(cold):
 def test_warm_run_reuses_the_aux_cache(cold, sample, tmp_path, capsys):
     """A second camera folder with the same cache: no synthesis, no DRN training (files untouched);
     through the CLI entry point, with MLflow tracking on when drtl.tracking is present."""
-    from drtl.orchestrate.adapt import main
+    from drtl.cli import main
 
     out1, cache, s1, _ = cold
     entry = _entry(cache)
@@ -102,7 +102,7 @@ def test_warm_run_reuses_the_aux_cache(cold, sample, tmp_path, capsys):
     import drtl.tracking
 
     can_track = hasattr(drtl.tracking, "log_records")
-    argv = ["--pairs", str(sample / "pool"), "--scale", "2", "--shots", "2", "--out", str(out2),
+    argv = ["adapt", "--pairs", str(sample / "pool"), "--scale", "2", "--shots", "2", "--out", str(out2),
             "--aux-cache", str(cache)] + [x for o in tiny(sample) for x in ("-S", o)] + track
     assert main(argv) == 0
     printed = capsys.readouterr().out
@@ -217,14 +217,14 @@ def test_rerun_resumes_and_skips_unchanged_runs(cold, sample, tmp_path):
 
 
 def test_corrupt_lr_stops_before_training(sample, tmp_path, capsys):
-    from drtl.orchestrate.adapt import main
+    from drtl.cli import main
 
     pairs = tmp_path / "pairs"
     shutil.copytree(sample / "pool", pairs)
     victim = sorted((pairs / "LR").iterdir())[1]
     victim.write_bytes(victim.read_bytes()[:60])  # truncated PNG
     out, cache = tmp_path / "out", tmp_path / "cache"
-    argv = ["--pairs", str(pairs), "--scale", "2", "--shots", "2", "--out", str(out), "--aux-cache", str(cache)]
+    argv = ["adapt", "--pairs", str(pairs), "--scale", "2", "--shots", "2", "--out", str(out), "--aux-cache", str(cache)]
     assert main(argv + [x for o in tiny(sample) for x in ("-S", o)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("drtl: error:") and "\n" not in err

@@ -38,6 +38,8 @@ TABLE = {
     "relation.mix": ("0.25", "1.5"),
     "relation.top_k": ("5", "-1"),
     "relation.weighting": ("false", "maybe"),
+    "relation.expert.amp": ("true", "bf16"), "pretrain.amp": ("true", "yes please"), "meta.amp": ("false", "2"),
+    "finetune.amp": ("true", "fp16"),
     "relation.patches_per_image": ("4", "2.5"),
     "relation.eval_per_task": ("8", "true"),
     "relation.seed": ("1", "x"),
