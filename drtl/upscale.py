@@ -19,6 +19,7 @@ import glob
 import hashlib
 import json
 import os
+import threading
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -194,6 +195,15 @@ def _prepare(src: Path, dest: Path, settings: str, bits: int) -> _Prepared:
     return _Prepared(photo=photo, tag=tag)
 
 
+def _lower_priority() -> None:
+    """Run this (reader / writer) thread at nice +10: the inference threads get the cores first, and
+    the reading and encoding fill the gaps (Linux sets niceness per thread)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10))
+    except (AttributeError, OSError):
+        pass
+
+
 def _header_megapixels(path: Path, scale: int) -> float:
     try:
         with Image.open(path) as im:
@@ -312,8 +322,8 @@ def upscale_paths(
             report.written.append(dest)
 
     try:
-        with ThreadPoolExecutor(1, thread_name_prefix="drtl-read") as reader, \
-                ThreadPoolExecutor(1, thread_name_prefix="drtl-write") as writer:
+        with ThreadPoolExecutor(1, thread_name_prefix="drtl-read", initializer=_lower_priority) as reader, \
+                ThreadPoolExecutor(1, thread_name_prefix="drtl-write", initializer=_lower_priority) as writer:
             ahead = reader.submit(_prepare, *jobs[0], settings, bits) if jobs else None
             for i, (src, dest) in enumerate(jobs):
                 prep = ahead.result()
