@@ -283,7 +283,8 @@ def _time_cmd(cmd: list[str], env: dict, out: Path) -> tuple[float, float]:
 
     shutil.rmtree(out, ignore_errors=True)  # a rerun would skip the files already done
     t0, p0 = time.time(), time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    # cwd outside the repository: `python -m` puts the cwd first on sys.path, ahead of PYTHONPATH
+    subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=out.parent)
     exit_s = time.perf_counter() - p0
     return max(f.stat().st_mtime for f in out.rglob("*") if f.is_file()) - t0, exit_s
 

@@ -40,7 +40,7 @@ from drtl.upscale_core import (DEFAULT_OVERLAP, DEFAULT_TILE, _fused_cpu_forward
 
 DEFAULT_SUFFIX = "_x{scale}"
 DEFAULT_QUALITY = 95
-PNG_LEVEL = 1  # zlib level of PNG outputs: lossless; level 6 (Pillow's default) is ~5x slower, ~15 % smaller
+PNG_LEVEL = 1  # zlib level of PNG outputs (lossless): 0.13 s per 2560x1920 output, the files ~20 % over Pillow's
 _GLOB_CHARS = set("*?[")
 
 
