@@ -19,6 +19,8 @@ Anything that cannot be decoded raises :class:`drtl.errors.DataError` naming the
 from __future__ import annotations
 
 import contextlib
+import functools
+import io
 import os
 import re
 import shutil
@@ -27,11 +29,51 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageCms
 
 from drtl.errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+FLOAT_REFUSAL = "32-bit floating-point pixels cannot be shown as a photo; save it as 16-bit integers (PNG or TIFF)"
+SRGB = ImageCms.createProfile("sRGB")
+
+
+@functools.lru_cache(maxsize=16)
+def icc_profile(icc: bytes) -> ImageCms.ImageCmsProfile:
+    """An embedded ICC profile (bytes) as a LittleCMS profile (cached)."""
+    return ImageCms.ImageCmsProfile(io.BytesIO(icc))
+
+
+def to_srgb(im: Image.Image, icc: bytes, in_mode: str) -> Image.Image:
+    """``im`` (mode ``in_mode``: RGB, L, CMYK or LAB) from the profile ``icc`` to sRGB RGB (LittleCMS)."""
+    return ImageCms.profileToProfile(im if im.mode == in_mode else im.convert(in_mode), icc_profile(icc), SRGB,
+                                     outputMode="RGB")
+
+
+def convert_colour(im: Image.Image, icc: bytes | None, name: str) -> tuple[Image.Image, bytes | None, str]:
+    """A colour mode other than L / RGB to RGB as a viewer shows it: (image, the profile still to
+    apply or None, a note). CMYK with its embedded profile and CIELAB go through LittleCMS
+    (Pillow's plain ``convert`` of LAB copies the channels); other modes (CMYK without a
+    profile, YCbCr, HSV ...) through Pillow's ``convert('RGB')``; a DataError when Pillow cannot."""
+    mode = im.mode
+    if mode in ("CMYK", "LAB") and (icc or mode == "LAB"):
+        prof = icc if mode == "CMYK" else ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+        how = "its colour profile" if mode == "CMYK" else "LittleCMS"
+        return to_srgb(im, prof, mode), None, f"{mode} converted to sRGB with {how}"
+    try:
+        out = im.convert("RGB")
+    except ValueError as exc:
+        raise DataError(f"{name}: Pillow cannot convert mode {mode} to RGB ({exc}); re-export it as RGB") from None
+    if icc:
+        try:
+            space = icc_profile(icc).profile.xcolor_space.strip()
+        except (OSError, ImageCms.PyCMSError, ValueError):
+            space = ""
+        if space != "RGB":
+            icc = None  # a profile for the channels just converted (e.g. CMYK): not for the RGB result
+    return out, icc, f"{mode} converted to RGB by Pillow"
 
 
 class ImageConversionWarning(UserWarning):
@@ -52,15 +94,15 @@ def _decode(path: Path) -> tuple[np.ndarray, str, bool]:
             if mode == "P":
                 im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
                 mode = im.mode
-            if mode not in ("L", "LA", "RGB", "RGBA"):
-                # CMYK, YCbCr, LAB, 1-bit, premultiplied ...: converted as a viewer shows them
-                # (Pillow's conversion / LittleCMS, drtl.photo), never by taking stored channels
-                from drtl.photo import read_photo
-
-                photo = read_photo(path)
-                if photo.bits != 8:
-                    raise DataError(f"{path}: unsupported 16-bit mode {mode}; convert it to 8-bit RGB")
-                return photo.rgb, mode, False
+            if mode == "F":
+                raise DataError(f"{path}: {FLOAT_REFUSAL}")
+            if mode == "1":
+                im = im.convert("L")
+            elif mode in ("La", "RGBa", "PA"):  # premultiplied alpha / palette + alpha
+                im = im.convert("RGBA")
+            elif mode not in ("L", "LA", "RGB", "RGBA"):
+                # CMYK, YCbCr, LAB ...: converted as a viewer shows them, never by taking stored channels
+                im = convert_colour(im, im.info.get("icc_profile"), str(path))[0]
             arr = np.asarray(im)
             return arr, mode, False
     except DataError:

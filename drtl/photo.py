@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
 from drtl.errors import ConfigError, DataError
-from drtl.io import atomic_path
+from drtl.io import FLOAT_REFUSAL, SRGB, atomic_path, convert_colour, icc_profile, to_srgb
 
 #: output formats: extension -> Pillow format name
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tif": "TIFF", "tiff": "TIFF", "bmp": "BMP"}
@@ -80,13 +80,6 @@ class Photo:
 # ----------------------------------------------------------------------------------------------
 # colour profiles
 
-_SRGB = ImageCms.createProfile("sRGB")
-
-
-@functools.lru_cache(maxsize=16)
-def _profile(icc: bytes) -> ImageCms.ImageCmsProfile:
-    return ImageCms.ImageCmsProfile(io.BytesIO(icc))
-
 
 def _cube() -> Image.Image:
     v = np.linspace(0, 255, 8).round().astype(np.uint8)
@@ -98,19 +91,13 @@ def _cube() -> Image.Image:
 def _renders_as_srgb(icc: bytes) -> bool:
     """True when an RGB profile maps an 8x8x8 colour cube to sRGB within one level."""
     cube = _cube()
-    out = ImageCms.profileToProfile(cube, _profile(icc), _SRGB, outputMode="RGB")
+    out = ImageCms.profileToProfile(cube, icc_profile(icc), SRGB, outputMode="RGB")
     return int(np.abs(np.asarray(out, np.int16) - np.asarray(cube, np.int16)).max()) <= 1
-
-
-def _to_srgb(im: Image.Image, icc: bytes, in_mode: str) -> Image.Image:
-    """``im`` (mode ``in_mode``: RGB, L, CMYK or LAB) from the profile ``icc`` to sRGB RGB."""
-    return ImageCms.profileToProfile(im if im.mode == in_mode else im.convert(in_mode), _profile(icc), _SRGB,
-                                     outputMode="RGB")
 
 
 def _from_srgb(rgb: np.ndarray, icc: bytes, gray: bool) -> np.ndarray:
     """8-bit sRGB HWC -> the profile ``icc``'s RGB (or L for ``gray``), the inverse of reading."""
-    out = ImageCms.profileToProfile(Image.fromarray(rgb), _SRGB, _profile(icc), outputMode="L" if gray else "RGB")
+    out = ImageCms.profileToProfile(Image.fromarray(rgb), SRGB, icc_profile(icc), outputMode="L" if gray else "RGB")
     return np.asarray(out)
 
 
@@ -204,7 +191,7 @@ def _convert(im: Image.Image, deep: np.ndarray | None, name: str) -> Photo:
     bits = 8
 
     if mode == "F":
-        raise _refuse(name, "32-bit floating-point pixels cannot be shown as a photo; save it as 16-bit integers (PNG or TIFF)")
+        raise _refuse(name, FLOAT_REFUSAL)
     if deep is not None:  # 16-bit colour (or gray + alpha): each plane turned upright as an I;16 image
         bits = 16
         planes = [np.asarray(_orient(Image.fromarray(np.ascontiguousarray(deep[:, :, c])), orientation))
@@ -230,20 +217,9 @@ def _convert(im: Image.Image, deep: np.ndarray | None, name: str) -> Photo:
         if im.mode in ("LA", "RGBA"):
             alpha = np.asarray(im.getchannel("A"))
         base = {"LA": "L", "RGBA": "RGB", "RGBX": "RGB"}.get(im.mode, im.mode)
-        if base in ("CMYK", "LAB") and (icc or base == "LAB"):
-            # LittleCMS with the file's CMYK profile, or CIELAB (D50) -> sRGB; Pillow's plain
-            # convert() of LAB copies the channels
-            prof = icc if base == "CMYK" else ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
-            im, icc = _to_srgb(im, prof, base), None
-            notes.append(f"{mode} converted to sRGB with {'its colour profile' if base == 'CMYK' else 'LittleCMS'}")
-        elif base not in ("L", "RGB"):
-            try:
-                im = im.convert("RGB")
-            except ValueError as exc:
-                raise _refuse(name, f"Pillow cannot convert mode {mode} to RGB ({exc}); re-export it as RGB") from None
-            notes.append(f"{mode} converted to RGB by Pillow")
-            if icc and _profile_space(icc) != "RGB":
-                icc = None  # the profile was for the channels just converted (e.g. a CMYK one without LittleCMS)
+        if base not in ("L", "RGB"):
+            im, icc, note = convert_colour(im, icc, name)
+            notes.append(note)
         elif im.mode != base:
             im = im.convert(base)
         arr = np.asarray(im)
@@ -265,7 +241,7 @@ def _convert(im: Image.Image, deep: np.ndarray | None, name: str) -> Photo:
                     bits = 8
                     losses.append("16-bit with a non-sRGB colour profile: converted to sRGB at 8 bits")
                 src = Image.fromarray(rgb[:, :, 0]) if space == "GRAY" else Image.fromarray(rgb)
-                rgb = np.asarray(_to_srgb(src, icc, src.mode))
+                rgb = np.asarray(to_srgb(src, icc, src.mode))
                 gray = gray and space == "GRAY"
                 icc_srgb = False
                 notes.append("colour profile converted to sRGB")
@@ -286,7 +262,7 @@ def _convert(im: Image.Image, deep: np.ndarray | None, name: str) -> Photo:
 def _profile_space(icc: bytes) -> str:
     """'RGB', 'GRAY', 'CMYK', 'LAB' ... of an ICC profile ('' when LittleCMS cannot read it)."""
     try:
-        return _profile(icc).profile.xcolor_space.strip()
+        return icc_profile(icc).profile.xcolor_space.strip()
     except (OSError, ImageCms.PyCMSError, AttributeError, ValueError):
         return ""
 

@@ -102,7 +102,8 @@ def test_cmyk_and_other_modes_converted_by_pillow_not_sliced(tmp_path):
         np.testing.assert_array_equal(out, np.asarray(im.convert("RGB")))
     assert out[0, 0, 0] > 200 and out[0, 0, 1] < 50 and out[0, 0, 2] < 50  # red, not cyan
     Image.fromarray(np.eye(8, dtype=bool)).save(tmp_path / "bw.png")  # 1-bit
-    bw = read_image(tmp_path / "bw.png")
+    with pytest.warns(ImageConversionWarning, match="grayscale"):
+        bw = read_image(tmp_path / "bw.png")
     assert bw.shape == (8, 8, 3) and bw.dtype == np.uint8 and set(np.unique(bw)) == {0, 255}
     Image.fromarray(np.zeros((4, 4), np.float32)).save(tmp_path / "f.tif")
     with pytest.raises(DataError, match="f.tif: 32-bit floating-point"):
