@@ -6,7 +6,7 @@ train, the other 15 pairs evaluate (PSNR/SSIM on Y, crop 2) against bicubic. The
 images are the adapt profile's default, the built-in sample's ``aux_hr`` (scikit-image photos,
 built into the cache root on first use).
 
-Two runs of ``python -m drtl.orchestrate.adapt`` (the same code as ``drtl adapt``), each a fresh process
+Two runs of ``python -m drtl.cli adapt`` (``drtl adapt``), each a fresh process
 on ``--threads`` threads (default 2; OMP_NUM_THREADS and ``-S threads=N``):
 
 - **cold**: an empty aux cache, so the run also builds the sample aux HR images, synthesizes the
@@ -56,7 +56,7 @@ def _parse(argv=None):
 def _run(args, out: Path, cache: Path) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
            "DRTL_PROGRESS": "0", "GX_ANALYTICS_ENABLED": "False"}
-    cmd = [sys.executable, "-m", "drtl.orchestrate.adapt", "--pairs", str(args.src), "--names", args.names,
+    cmd = [sys.executable, "-m", "drtl.cli", "adapt", "--pairs", str(args.src), "--names", args.names,
            "--scale", str(args.scale), "--shots", str(args.shots), "--seed", str(args.seed), "--out", str(out),
            "--aux-cache", str(cache), "-S", f"threads={args.threads}", "-S", "tracking.enabled=false"]
     for s in args.set:
