@@ -17,10 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from drtl.methods import METHODS, Method, Source, get_method, init_source, run_name, source_init
+from drtl.stages import get_stage
 
-STAGE_FOLDERS = {"prepare": "data", "validate": "validate", "synthesize": "synth", "relation": "relation",
-                 "pretrain": "pretrain", "metatrain": "meta", "finetune": "finetune", "evaluate": "eval",
-                 "report": "reports"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,7 @@ class Roots:
     reports: str
 
     def folder(self, stage: str, name: str | None = None) -> str:
-        base = self.reports if stage == "report" else f"{self.root}/{STAGE_FOLDERS[stage]}"
+        base = self.reports if stage == "report" else f"{self.root}/{get_stage(stage).folder}"
         return base if name is None else f"{base}/{name}"
 
 
@@ -192,4 +190,4 @@ def plan(params: dict, reports: str | None = None) -> list[Run]:
 
 __all__ = ["Run", "Roots", "roots", "plan", "eval_runs", "eval_outputs", "cells", "methods_of", "run_name",
            "validate_run", "synthesize_run", "relation_run", "source_run", "source_chain", "finetune_run", "evaluate_run",
-           "report_run", "STAGE_FOLDERS"]
+           "report_run"]

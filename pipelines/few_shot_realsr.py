@@ -44,9 +44,10 @@ from kfp import kubernetes as k8s
 from kfp.dsl import Artifact
 
 from components import DEFAULT_IMAGE, stage_component, tracking_component
+from drtl.stages import STAGES
 
 PIPELINE_NAME = "drtl-few-shot-realsr"
-GPU_STAGES = ("relation", "pretrain", "metatrain", "finetune")
+GPU_STAGES = tuple(s.name for s in STAGES.values() if s.resources == "gpu")  # the Stage entries say so
 SHOTS, SEED = "{shots}", "{seed}"   # the symbolic cell the plan is built for
 DATA = "@data"                        # the prepared dataset artifact, in the symbolic plan's paths
 
@@ -75,8 +76,9 @@ class ClusterSettings:
     })
 
 
-_KIND = {"prepare": "light", "validate": "light", "report": "light", "synthesize": "cpu", "evaluate": "cpu",
-         **{s: "gpu" for s in GPU_STAGES}}  # stage -> kind of resources (start tracking: light)
+def _kind(stage: str) -> str:
+    """The kind of resources a task needs: its Stage entry's (``light`` for the tracking task)."""
+    return STAGES[stage].resources if stage in STAGES else "light"
 
 
 def _threads(cpu_limit: str) -> int:
@@ -138,7 +140,7 @@ def _configure(task, stage: str, label: str, gpu: bool, kubernetes: bool, cs: Cl
     task.set_caching_options(cache)
     if not kubernetes:
         return task
-    cpu_req, cpu_lim, mem_req, mem_lim = cs.resources[_KIND.get(stage, "light")]
+    cpu_req, cpu_lim, mem_req, mem_lim = cs.resources[_kind(stage)]
     task.set_cpu_request(cpu_req).set_cpu_limit(cpu_lim).set_memory_request(mem_req).set_memory_limit(mem_lim)
     task.set_retry(num_retries=cs.retries, backoff_duration=cs.retry_backoff, backoff_factor=2.0,
                    backoff_max_duration="3600s")
@@ -180,7 +182,7 @@ def build_pipeline(params: dict | None = None, gpu: bool = True, kubernetes: boo
         return "cpu" if kubernetes else p["device"]
 
     def sec(stage: str, method: str | None = None) -> str:
-        return stage_params(p, stage, device(stage), limit[_KIND[stage]], method)
+        return stage_params(p, stage, device(stage), limit[_kind(stage)], method)
 
     sweep = default_cells(p)
 

@@ -51,6 +51,8 @@ class Stage:
     param_paths: tuple[str, ...] = ()  # params whose values are paths the stage reads (DVC deps)
     options: dict = field(default_factory=dict)
     unread: dict = field(default_factory=dict)  # --method variant -> params of ``reads`` it ignores
+    folder: str = ""                 # its runs' folder under ``outputs`` (the report: ``reports``)
+    resources: str = "light"         # what a cluster task needs: light | cpu | gpu (trains a network)
 
     def reads_for(self, params: dict, method: str | None = None) -> list[str]:
         """The params a run with ``--method method`` reads: ``reads`` less what that variant ignores
@@ -90,20 +92,22 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           reads=("target.scale",),
           args=(Arg("source", "str", default="sample", help="'sample', a local dataset folder or s3://bucket/prefix"),
                 Arg("sample", "str", default="{}", help="JSON kwargs of drtl.data.sample.make_sample")),
-          product="manifest.json"),
+          product="manifest.json", folder="data", resources="light"),
     Stage("validate", "drtl.stages.validate:run", "great-expectations checks of the pool and test pairs",
           reads=("target.scale",),
           args=(Arg("pool", "path", help="few-shot pool (default: target.pool)", context="target_pool"),
                 Arg("test", "path", help="test pairs (default: target.test)", context="target_test"),
                 Arg("scale", "int", help="scale factor (default: target.scale)")),
-          artifacts=("pool.json", "test.json"), product="pool.json", param_paths=("target.pool", "target.test")),
+          artifacts=("pool.json", "test.json"), product="pool.json", param_paths=("target.pool", "target.test"),
+          folder="validate", resources="light"),
     Stage("synthesize", "drtl.stages.synthesize:run", "make the auxiliary tasks' LR/HR pairs",
-          reads=("aux", "target.scale"), artifacts=("tasks.yaml",), product="synth.json", param_paths=("aux.hr",)),
+          reads=("aux", "target.scale"), artifacts=("tasks.yaml",), product="synth.json", param_paths=("aux.hr",),
+          folder="synth", resources="cpu"),
     Stage("relation", "drtl.stages.relation:run", "train the DRN; relation weights and knowledge graphs",
           reads=("relation", "arch", "target.pool", "target.scale", "experiment.shots", "experiment.seeds", "device"),
           args=(_SYNTH, Arg("drn", "path", help="a trained drn.pt to use instead of training the DRN")),
           artifacts=("graphs", "weights.json", "drn_eval.json"), product="weights.json",
-          param_paths=("target.pool",)),
+          param_paths=("target.pool",), folder="relation", resources="gpu"),
     Stage("pretrain", "drtl.stages.train:pretrain_stage",
           "multi-task pre-training (uniform, DRTL-Pre, or the equal-compute control 'more')",
           reads=("arch", "pretrain", "meta", "target.scale", "device"),
@@ -111,19 +115,20 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
                   "more": ("pretrain.drtl_continue",)},
           args=(Arg("method", "str", required=True, choices=STAGE_VARIANTS["pretrain"]), _SHOTS, _SEED, _SYNTH, _REL,
                 _INIT),
-          artifacts=("model.pt",), product="model.pt"),
+          artifacts=("model.pt",), product="model.pt", folder="pretrain", resources="gpu"),
     Stage("metatrain", "drtl.stages.train:metatrain_stage", "MAML or DRTL-Meta meta-training",
           reads=("arch", "meta", "target.scale", "device"),
           args=(Arg("method", "str", required=True, choices=STAGE_VARIANTS["metatrain"]), _SHOTS, _SEED, _SYNTH, _REL,
                 _INIT),
-          artifacts=("model.pt",), product="model.pt"),
+          artifacts=("model.pt",), product="model.pt", folder="meta", resources="gpu"),
     Stage("finetune", "drtl.stages.train:finetune_stage", "few-shot fine-tuning on the K target pairs",
           reads=("arch", "finetune", "target.scale", "device"),
           args=(Arg("method", "str", required=True, choices=TRAINED_METHODS),
                 Arg("shots", "int", help="K (omit: every pool pair)"), _SEED,
                 _INIT,
                 Arg("pool", "path", help="few-shot pool (default: target.pool)", context="target_pool")),
-          artifacts=("model.pt",), product="model.pt", param_paths=("target.pool",)),
+          artifacts=("model.pt",), product="model.pt", param_paths=("target.pool",),
+          folder="finetune", resources="gpu"),
     Stage("evaluate", "drtl.stages.evaluate:run", "PSNR/SSIM (Y, crop = scale) of a method on a paired folder",
           reads=("target.scale", "device"),
           args=(Arg("method", "str", default=BASELINE, help=f"{BASELINE}, a method of the table "
@@ -134,11 +139,13 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
                 Arg("scale", "int", help="scale factor (default: target.scale)"),
                 Arg("device", "str", help="cpu | cuda | auto (default: params device)"),
                 Arg("tile", "int", help="tile size for large images (default: whole image)")),
-          artifacts=("eval.json",), product="eval.json", param_paths=("target.test",)),
+          artifacts=("eval.json",), product="eval.json", param_paths=("target.test",),
+          folder="eval", resources="cpu"),
     Stage("report", "drtl.stages.report:run", "results.csv, aggregate table and figures",
           reads=("experiment.shots",),
           args=(Arg("evals", "paths", help="evaluation folders or eval.json files (default: the plan's)"),),
-          artifacts=("results.csv", "aggregate.csv", "results.md", "psnr_vs_shots.png"), product="results.csv"),
+          artifacts=("results.csv", "aggregate.csv", "results.md", "psnr_vs_shots.png"), product="results.csv",
+          folder="reports", resources="light"),
 )}
 
 
