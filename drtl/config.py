@@ -33,13 +33,14 @@ SIMILARITIES = ("drn", "reproduction", "joint", "expert")
 DEFAULTS: dict[str, Any] = {
     "device": "cpu",
     "threads": 0,          # torch intra-op threads; 0 = torch's default (one per core)
-    # *.amp: bf16 autocast of the training forward passes on CUDA (drtl.train.TrainConfig.amp; ignored on CPU)
     "log_every_s": 60,     # experiment runner: at most one progress line per this many seconds
     "outputs": "outputs",
     "target": {"pool": "data/sample/pool", "test": "data/sample/test", "scale": 2},
     "aux": {"hr": ["data/sample/aux_hr"], "families": None, "tasks": None, "exclude": None, "variants": 1,
             "val_fraction": 0.25, "max_hr_side": 256, "seed": 0},
     "arch": {"name": "edsr_tiny"},
+    # *.amp (relation.expert, pretrain, meta, finetune): bf16 autocast of the training forward passes
+    # on CUDA (drtl.train.TrainConfig.amp; ignored on CPU)
     "relation": {"drn": {"num_feat": 32, "emb_dim": 64, "reference": True, "reference_match": True}, "steps": 300,
                  "batch_per_task": 2, "lr_patch": 32, "lr": 1e-3, "temperature": 0.1, "tau": 0.05, "mix": 0.0,
                  "top_k": 0, "weighting": True, "patches_per_image": 16, "eval_per_task": 32, "seed": 0,

@@ -20,7 +20,6 @@ from drtl.methods import METHODS, Method, Source, get_method, init_source, run_n
 from drtl.stages import get_stage
 
 
-
 @dataclass(frozen=True)
 class Run:
     stage: str

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import yaml
 
+from drtl.config import section
 from drtl.errors import ConfigError
 from drtl.plan import Run, plan
-from drtl.config import section
 from drtl.stages import get_stage
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]       # .../drtl

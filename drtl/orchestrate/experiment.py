@@ -14,10 +14,10 @@ import json
 import time
 from pathlib import Path
 
+from drtl.config import section
 from drtl.io import write_text
 from drtl.plan import Run, plan
 from drtl.records import folder_fingerprint, read_record, record_path, sha256_json
-from drtl.config import section
 from drtl.runner import execute, read_params
 from drtl.stages import get_stage
 

@@ -98,7 +98,7 @@ class _ShotRelation:
     drtl.relation.fitted. Per (K, seed) it also writes ``graphs/<key>/reproduction.csv``."""
 
     def __init__(self, rp: dict, synth, names: list[str], fams: list[str], scale: int, encoder, lr_patch: int,
-                 protos: np.ndarray, device: str = "cpu", arch: dict | None = None):
+                 protos: np.ndarray, device: str, arch: dict):
         from drtl.degradations.tasks import load_tasks
 
         if synth is None or not (Path(synth) / "synth.json").is_file():
@@ -110,8 +110,6 @@ class _ShotRelation:
         if rp["similarity"] == "expert":  # the family experts train on the whole bank (drtl.stages.expert)
             from drtl.stages.expert import Experts
 
-            if not arch:
-                raise ConfigError("relation.similarity=expert needs the network of the experts (the params' arch)")
             tasks, pairs, _ = load_synth(synth, "train")
             self.experts = Experts(rp, tasks, pairs, scale, device, arch)
             self.hrs = train_hrs(pairs[0])
@@ -169,7 +167,7 @@ class _ShotRelation:
 
 
 def relation(synth: str | Path, pool: str | Path, out: str | Path, scale: int, shots: list[int], seeds: list[int],
-             params: dict, device: str = "cpu", drn: str | Path | None = None, arch: dict | None = None) -> dict:
+             params: dict, device: str = "cpu", drn: str | Path | None = None, *, arch: dict) -> dict:
     """``drn``: a trained ``drn.pt`` (this stage's format) to use instead of training one; ``arch``:
     the network of the expert relation's family experts (``relation.similarity: expert``)."""
     rp = params
@@ -268,4 +266,4 @@ def run(params: dict, inputs: dict, out: Path, on_log=None) -> dict:
     ex = params["experiment"]
     return relation(inputs.get("synth") or Path(params["outputs"]) / "synth", params["target"]["pool"], out,
                     int(params["target"]["scale"]), [int(k) for k in ex["shots"]], [int(s) for s in ex["seeds"]],
-                    params["relation"], params["device"], inputs.get("drn"), params["arch"])
+                    params["relation"], params["device"], inputs.get("drn"), arch=params["arch"])
