@@ -4,12 +4,18 @@ Three folders under ``OUT``:
 
 - ``aux_hr/HR``: clean HR sources for auxiliary task synthesis (microscopy, astronomy, retina,
   colour wheel and the grayscale textures, replicated to RGB);
-- ``pool/{HR,LR}``: the few-shot pool of the *target* camera: crops of ``coffee`` and
-  ``chelsea`` degraded by :func:`drtl.degradations.camera.camera_degradation` (a held-out,
-  camera-like pipeline that is not in the auxiliary bank);
+- ``pool/{HR,LR}``: the few-shot pool of the *target* camera: crops of four colour photos
+  (scikit-image's ``coffee``, ``chelsea`` and ``motorcycle``, the left view of its stereo pair, and
+  matplotlib's ``grace_hopper``), the same number from each (round robin), degraded by
+  :func:`drtl.degradations.camera.camera_degradation` (a held-out, camera-like pipeline that is
+  not in the auxiliary bank);
 - ``test/{HR,LR}``: target test pairs from different photos (``astronaut``, ``rocket``).
 
-Pool, test and auxiliary sources never share a photo. Everything is deterministic for a seed.
+The pool's photos are every colour photograph the pinned packages ship (no download) that the test
+and the auxiliary images do not use; greyscale pictures and drawings are not photos of a colour
+camera's scene. Pool, test and auxiliary sources never share a photo. Everything is deterministic
+for a seed: one generator draws the auxiliary crops, then the test pairs, then the pool, so the
+pool's composition never moves the test crops or the auxiliary images.
 """
 
 from __future__ import annotations
@@ -21,16 +27,31 @@ import numpy as np
 from drtl.data.folder import modcrop, write_hr_folder, write_pairs
 from drtl.errors import ConfigError
 
-POOL_PHOTOS = ("coffee", "chelsea")
+POOL_PHOTOS = ("coffee", "chelsea", "motorcycle", "grace_hopper")
 TEST_PHOTOS = ("astronaut", "rocket")
 AUX_PHOTOS = ("immunohistochemistry", "hubble_deep_field", "retina", "colorwheel",
               "brick", "grass", "gravel", "camera", "coins", "moon", "clock")
 
 
-def _photo(name: str) -> np.ndarray:
+def _load(name: str) -> np.ndarray:
+    """A photo shipped with an installed package (no download): ``skimage.data.<name>()``, except
+    ``motorcycle`` (the left view of ``skimage.data.stereo_motorcycle``) and ``grace_hopper``
+    (matplotlib's ``mpl-data/sample_data/grace_hopper.jpg``)."""
     import skimage.data
 
-    img = getattr(skimage.data, name)()
+    if name == "motorcycle":
+        return skimage.data.stereo_motorcycle()[0]
+    if name == "grace_hopper":
+        import matplotlib
+        from PIL import Image
+
+        with Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg") as im:
+            return np.asarray(im.convert("RGB"))
+    return getattr(skimage.data, name)()
+
+
+def _photo(name: str) -> np.ndarray:
+    img = _load(name)
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
     return np.ascontiguousarray(img[:, :, :3]).astype(np.uint8)
@@ -77,7 +98,7 @@ def make_sample(out: str | Path, scale: int = 2, seed: int = 0, hr_size: int = 1
                 yield f"{photo}_{j:02d}", crop
 
     n_aux = write_hr_folder(out / "aux_hr", aux_images())
-    pool = write_pairs(out / "pool", target_pairs(POOL_PHOTOS, pool_size, "pool"), scale)
     test = write_pairs(out / "test", target_pairs(TEST_PHOTOS, test_size, "test"), scale)
+    pool = write_pairs(out / "pool", target_pairs(POOL_PHOTOS, pool_size, "pool"), scale)  # drawn last
     return {"aux_hr": str(out / "aux_hr"), "pool": str(out / "pool"), "test": str(out / "test"),
             "n_aux_hr": n_aux, "n_pool": len(pool), "n_test": len(test), "scale": scale, "seed": seed}
