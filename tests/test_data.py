@@ -183,3 +183,31 @@ def test_patch_sampler_alignment_and_determinism(rng):
         PairSampler([(lr, hr)], scale=3, lr_patch=32)
     with pytest.raises(DataError, match="not 2 x LR"):
         PairSampler([(lr, hr)], scale=2, lr_patch=8)
+
+
+# ---------------------------------------------------------------- the built-in sample
+def test_sample_pool_covers_its_photos_and_never_shares_one(tmp_path, monkeypatch):
+    """The pool takes crops of every pool photo (round robin), pool/test/aux never share a photo,
+    and the pool is drawn last: changing its photos moves neither the test crops nor the aux images."""
+    from drtl.data import sample
+    from drtl.data.folder import hr_paths
+
+    assert sample.POOL_PHOTOS == ("coffee", "chelsea", "motorcycle", "grace_hopper")
+    assert sample.TEST_PHOTOS == ("astronaut", "rocket")
+    photos = [*sample.POOL_PHOTOS, *sample.TEST_PHOTOS, *sample.AUX_PHOTOS]
+    assert len(set(photos)) == len(photos)
+    kw = dict(scale=2, seed=0, hr_size=64, pool_size=8, test_size=2, aux_crops=1, aux_size=96)
+    sample.make_sample(tmp_path / "a", **kw)
+    pool = read_manifest(tmp_path / "a" / "pool")["name"].tolist()
+    assert sorted(pool) == sorted(f"pool_{p}_{j:02d}" for p in sample.POOL_PHOTOS for j in range(2))
+    assert read_manifest(tmp_path / "a" / "test")["name"].tolist() == ["test_astronaut_00", "test_rocket_00"]
+    for img in sample._load("motorcycle"), sample._load("grace_hopper"):  # shipped colour photos
+        assert img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) >= 128
+
+    monkeypatch.setattr(sample, "POOL_PHOTOS", ("coffee",))
+    sample.make_sample(tmp_path / "b", **kw)
+    assert read_manifest(tmp_path / "a" / "test")["lr_sha256"].tolist() == \
+        read_manifest(tmp_path / "b" / "test")["lr_sha256"].tolist()
+    aux_a, aux_b = hr_paths(tmp_path / "a" / "aux_hr"), hr_paths(tmp_path / "b" / "aux_hr")
+    assert [n for n, _ in aux_a] == [n for n, _ in aux_b]
+    assert all(x.read_bytes() == y.read_bytes() for (_, x), (_, y) in zip(aux_a, aux_b))
