@@ -39,7 +39,7 @@ city100: setup
 # the adapt profile and versioned by DVC (banks/adapt_x2.dvc); `drtl adapt --bank banks/adapt_x2` reuses it.
 BANK ?= banks/adapt_x2
 bank: setup
-	$(BIN)/drtl bank --out $(BANK) --scale 2
+	$(BIN)/drtl adapt-bank --out $(BANK) --scale 2
 	DVC_NO_ANALYTICS=1 $(BIN)/dvc add $(BANK)
 
 # Headroom on a validation split of the City100 pool (001-005 shots, 006-010 evaluation; never the

@@ -17,10 +17,9 @@ Conventions the pipeline and the body share:
 - ``name``: the run name, a template that may hold ``{shots}`` / ``{seed}`` (filled here: inside
   the sweep loop they are run-time values);
 - ``cells``: the run-time sweep (``[{"shots": K, "seed": S}, ...]``); when given, the params'
-  ``experiment.shots`` / ``experiment.seeds`` become its shots and seeds (relation, report);
+  ``experiment.shots`` / ``experiment.seeds`` become its shots and seeds (the report);
 - ``evals``: evaluation reports (JSON strings, possibly nested lists from ``dsl.Collected``).
-  The return value is ``evals`` plus this run's own JSON product when the run has an identity (an
-  evaluation report): the evaluations of one sweep cell are chained, so the report collects ONE
+  The return value is ``evals`` plus, for an evaluation, its own report: the evaluations of one sweep cell are chained, so the report collects ONE
   output over the loop (kfp 2.17's local runner cannot pass a list of ``dsl.Collected``). A stage
   that takes ``evals`` (the report) gets them as files; the report stage keeps one per (method,
   shots, seed), so a K-independent evaluation (bicubic, upper bound; shots null) made in several
@@ -38,12 +37,13 @@ from kfp.dsl import Artifact, Input, Output
 
 from components.image import DEFAULT_IMAGE
 
-ARTIFACT_SLOTS = ("dataset", "synth", "relation", "init", "model")
+ARTIFACT_SLOTS = ("dataset", "synth", "bank", "relation", "init", "model")
 
 
-def run_stage(stage: str, params: str, out: Output[Artifact], name: str = "", method: str = "", shots: int = -1,
-              seed: int = -1, source: str = "", sample: str = "", links: str = "{}", cells: list = [],
-              evals: list = [], dataset: Optional[Input[Artifact]] = None, synth: Optional[Input[Artifact]] = None,
+def run_stage(stage: str, params: str, out: Output[Artifact], name: str = "", method: str = "", parts: str = "",
+              shots: int = -1, seed: int = -1, source: str = "", sample: str = "", links: str = "{}",
+              cells: list = [], evals: list = [], dataset: Optional[Input[Artifact]] = None,
+              synth: Optional[Input[Artifact]] = None, bank: Optional[Input[Artifact]] = None,
               relation: Optional[Input[Artifact]] = None, init: Optional[Input[Artifact]] = None,
               model: Optional[Input[Artifact]] = None, tracking_uri: str = "", parent_run_id: str = "",
               finish_parent: bool = False) -> list:
@@ -78,8 +78,8 @@ def run_stage(stage: str, params: str, out: Output[Artifact], name: str = "", me
             else:
                 yield json.loads(x) if isinstance(x, str) else x
 
-    slots = {"dataset": dataset, "synth": synth, "relation": relation, "init": init, "model": model}
-    given = {"method": method or None, "shots": shots if shots >= 0 else None, "seed": seed if seed >= 0 else None,
+    slots = {"dataset": dataset, "synth": synth, "bank": bank, "relation": relation, "init": init, "model": model}
+    given = {"method": method or None, "parts": parts or None, "shots": shots if shots >= 0 else None, "seed": seed if seed >= 0 else None,
              "source": source or None, "sample": sample or None}
     for key, (slot, rel) in json.loads(links).items():
         given[key] = str(Path(slots[slot].path) / rel) if rel else slots[slot].path
@@ -96,7 +96,7 @@ def run_stage(stage: str, params: str, out: Output[Artifact], name: str = "", me
         metrics = execute(stage, p, inputs, out.path, name=run)
     out.metadata.update({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
     product = Path(out.path) / (spec.product or "")
-    if spec.product and product.suffix == ".json" and product.is_file() and inputs.get("method"):
+    if stage == "evaluate" and product.is_file() and inputs.get("method"):  # passed on to the report
         chain.append(json.loads(product.read_text()))
     if tracking_uri:
         from drtl.records import read_record, record_path

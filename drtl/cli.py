@@ -335,15 +335,15 @@ def add_adapt_parser(subparsers) -> argparse.ArgumentParser:
                    help="layout of --pairs (auto: HR/+LR/ or City100 NNNH/NNNL.PNG)")
     p.add_argument("--names", default=None, help="use only these pairs, e.g. 001-020 or 001,005,010-012")
     p.add_argument("--bank", default=None, metavar="DIR",
-                   help="a bank folder from `drtl bank` (tasks, DRN, uniform model) instead of the aux cache")
+                   help="a folder from `drtl adapt-bank` (tasks, bank, uniform model) instead of the aux cache")
     p.set_defaults(func=_cmd_adapt)
     return p
 
 
 def add_bank_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``drtl bank --out DIR --scale S``: the camera-independent half of ``drtl adapt``."""
+    """Register ``drtl adapt-bank --out DIR --scale S``: the camera-independent half of ``drtl adapt``."""
     p = subparsers.add_parser(
-        "bank", help="build the auxiliary bank of drtl adapt (tasks, DRN, uniform model) into a folder",
+        "adapt-bank", help="build the camera-free half of drtl adapt (tasks, bank, uniform model) into a folder",
         description="Synthesize the auxiliary tasks, train the DRN and the uniform pre-trained model with the "
                     "adapt profile, into DIR (version it with `dvc add DIR`); `drtl adapt --bank DIR` reuses it.")
     p.add_argument("--out", required=True, help="the bank folder")

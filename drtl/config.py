@@ -22,13 +22,11 @@ import yaml
 from drtl.errors import ConfigError
 from drtl.methods import DEFAULT_METHODS, META_INITS, UPPER_BOUND_INITS
 from drtl.methods import METHOD_NAMES as METHODS  # the method registry is the one definition
+from drtl.similarity import PROFILE_SIMILARITIES as SIMILARITIES  # relation.similarity: drtl.similarity
 
 # The super-resolution scales the project supports, everywhere (import, validation, params, models).
 SUPPORTED_SCALES = (2, 3, 4)
 SCHEDULES = ("constant", "step", "cosine")
-# relation.similarity: the DRN's cosine, the K pairs' reproduction PSNR, both (logits added), or how
-# well each family's expert restores the K pairs (drtl.stages.expert)
-SIMILARITIES = ("drn", "reproduction", "joint", "expert")
 
 DEFAULTS: dict[str, Any] = {
     "device": "cpu",

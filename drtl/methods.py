@@ -22,8 +22,9 @@ class Source:
     """A training run on the auxiliary tasks whose model some methods fine-tune.
 
     ``stage``: ``pretrain`` or ``metatrain``; ``variant``: the stage's ``--method`` (``uniform`` /
-    ``drtl`` / ``maml`` / ``more``); ``weighted``: uses the relation weights of the K target shots,
-    so there is one run per (K, seed) instead of one per seed. ``init``: the source whose model this
+    ``drtl`` / ``maml`` / ``more``); ``relation``: the :class:`Relation` whose weights of the K
+    target shots it trains with (None: uniform, no relation), so a weighted source has one run per
+    (K, seed) instead of one per seed. ``init``: the source whose model this
     run starts from (None = fresh weights); ``init_param``: a ``(section, key)`` param that can
     switch that off (value ``scratch``), e.g. ``meta.init``.
     """
@@ -31,10 +32,14 @@ class Source:
     key: str
     stage: str
     variant: str
-    weighted: bool
     label: str
+    relation: str | None = None
     init: str | None = None
     init_param: tuple[str, str] | None = None
+
+    @property
+    def weighted(self) -> bool:
+        return self.relation is not None
 
     @property
     def per_shot(self) -> bool:
@@ -42,6 +47,25 @@ class Source:
 
     def name(self, shots, seed) -> str:
         return run_name(self.variant, shots if self.per_shot else None, seed)
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A variant of the per-(K, seed) relation stage (its ``--method``): how the weights of a
+    weighted source are made. ``similarity`` (a name of :mod:`drtl.similarity`) and ``fitted`` (the
+    camera-fitted task joins the bank) fix them; None takes the profile's ``relation.similarity`` /
+    ``relation.fitted``."""
+
+    key: str
+    label: str
+    similarity: str | None = None
+    fitted: bool | None = None
+
+    def resolve(self, relation_params: dict) -> tuple[str, bool]:
+        """(similarity name, fitted) of this variant under the params' ``relation`` section."""
+        sim = self.similarity if self.similarity is not None else relation_params["similarity"]
+        fitted = self.fitted if self.fitted is not None else bool(relation_params["fitted"])
+        return sim, fitted
 
 
 @dataclass(frozen=True)
@@ -79,15 +103,19 @@ def run_name(stem: str, shots, seed) -> str:
 DRTL_CONTINUE = ("pretrain", "drtl_continue")  # N > 0: DRTL-Pre continues uniform pre-training for N steps
 META_INIT = ("meta", "init")  # meta.init: 'pretrain' (meta-transfer from uniform pre-training) or 'scratch'
 
+RELATIONS: dict[str, Relation] = {r.key: r for r in (
+    Relation("drtl", "the profile's relation (relation.similarity, relation.fitted)"),
+)}
+
 SOURCES: dict[str, Source] = {s.key: s for s in (
-    Source("pretrain_uniform", "pretrain", "uniform", weighted=False, label="uniform multi-task pre-training"),
-    Source("pretrain_drtl", "pretrain", "drtl", weighted=True, label="DRTL-Pre: relation-weighted pre-training",
+    Source("pretrain_uniform", "pretrain", "uniform", label="uniform multi-task pre-training"),
+    Source("pretrain_drtl", "pretrain", "drtl", relation="drtl", label="DRTL-Pre: relation-weighted pre-training",
            init="pretrain_uniform", init_param=DRTL_CONTINUE),
-    Source("meta_maml", "metatrain", "maml", weighted=False, label="MAML over the auxiliary tasks",
+    Source("meta_maml", "metatrain", "maml", label="MAML over the auxiliary tasks",
            init="pretrain_uniform", init_param=META_INIT),
-    Source("meta_drtl", "metatrain", "drtl", weighted=True, label="DRTL-Meta: relation-weighted meta-gradient",
+    Source("meta_drtl", "metatrain", "drtl", relation="drtl", label="DRTL-Meta: relation-weighted meta-gradient",
            init="pretrain_uniform", init_param=META_INIT),
-    Source("pretrain_more", "pretrain", "more", weighted=False,
+    Source("pretrain_more", "pretrain", "more",
            label="uniform pre-training continued for the meta-training's compute (equal-compute control)",
            init="pretrain_uniform"),
 )}

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from drtl.methods import METHODS, Method, Source, get_method, init_source, run_name, source_init
+from drtl.methods import METHODS, RELATIONS, Method, Source, get_method, init_source, run_name, source_init
+from drtl.similarity import bank_parts, get_similarity
 from drtl.stages import get_stage
 
 
@@ -63,9 +64,26 @@ def synthesize_run(r: Roots) -> Run:
     return Run("synthesize", "synth", r.folder("synthesize"), {}, ("validate/validate",), group="synthesize")
 
 
-def relation_run(r: Roots) -> Run:
-    return Run("relation", "relation", r.folder("relation"), {"synth": r.folder("synthesize")},
-               ("synthesize/synth",), group="relation")
+def relation_needs(variant: str, params: dict) -> frozenset:
+    """The parts of the bank a relation run of ``variant`` reads (drtl.similarity): 'drn', 'experts'."""
+    return get_similarity(RELATIONS[variant].resolve(params["relation"])[0]).needs
+
+
+def bank_run(r: Roots, parts: str) -> Run:
+    return Run("bank", "bank", r.folder("bank"), {"parts": parts, "synth": r.folder("synthesize")},
+               ("synthesize/synth",), group="bank")
+
+
+def relation_run(r: Roots, variant: str, shots, seed, params: dict) -> Run:
+    """The relation of the K shots of ``seed`` (one run per (K, seed), its variant's weights)."""
+    name = run_name(variant, shots, seed)
+    inputs = {"method": variant, "shots": shots, "seed": seed, "synth": r.folder("synthesize")}
+    deps = ["synthesize/synth"]
+    if relation_needs(variant, params):
+        inputs["bank"] = r.folder("bank")
+        deps.append("bank/bank")
+    return Run("relation", name, r.folder("relation", name), inputs, tuple(deps), group=f"relation_{variant}",
+               sweep=("shots", "seed"))
 
 
 def source_run(r: Roots, src: Source, shots, seed, params: dict | None = None) -> Run:
@@ -74,8 +92,9 @@ def source_run(r: Roots, src: Source, shots, seed, params: dict | None = None) -
               "synth": r.folder("synthesize")}
     deps = ["synthesize/synth"]
     if src.weighted:
-        inputs["relation"] = r.folder("relation")
-        deps.append("relation/relation")
+        rel = relation_run(r, src.relation, shots, seed, params)
+        inputs["relation"] = rel.out
+        deps.append(rel.id)
     up = source_init(src, params)
     if up is not None:  # e.g. meta-transfer: MAML starts from the uniform pre-trained model
         first = source_run(r, up, shots, seed, params)
@@ -86,10 +105,12 @@ def source_run(r: Roots, src: Source, shots, seed, params: dict | None = None) -
 
 
 def source_chain(r: Roots, src: Source | None, shots, seed, params: dict) -> list[Run]:
-    """``src``'s run after the runs it starts from (upstream first); [] for None."""
+    """``src``'s run after the runs it starts from and the relation runs they read (upstream first);
+    [] for None."""
     chain = []
     while src is not None:
-        chain.insert(0, source_run(r, src, shots, seed, params))
+        run = source_run(r, src, shots, seed, params)
+        chain[:0] = ([relation_run(r, src.relation, shots, seed, params)] if src.weighted else []) + [run]
         src = source_init(src, params)
     return chain
 
@@ -156,8 +177,8 @@ def eval_outputs(params: dict) -> list[str]:
 def plan(params: dict, reports: str | None = None) -> list[Run]:
     """Every run of the experiment, each after the runs it depends on, without duplicates.
 
-    Order: validate, synthesize, relation, then per seed the sources, fine-tunings and
-    evaluations, then the report. ``reports``: the report's folder (default ``<outputs>/reports``).
+    Order: validate, synthesize, the bank (when a similarity needs it), then per seed the relation
+    runs, sources, fine-tunings and evaluations, then the report. ``reports``: the report's folder (default ``<outputs>/reports``).
     """
     r = roots(params, reports)
     runs: dict[str, Run] = {}
@@ -169,18 +190,19 @@ def plan(params: dict, reports: str | None = None) -> list[Run]:
     add(synthesize_run(r))
     evals = eval_runs(params, r)
     later: list[Run] = []
-    weighted = False
     for e in evals:
         m = METHODS[e.inputs["method"]]
         if m.trains:
             k = e.inputs["shots"] if m.per_shot else params["experiment"]["shots"][0]
-            chain = source_chain(r, init_source(m, params["finetune"]), k, e.inputs["seed"], params)
-            later += chain
-            weighted |= any(c.inputs.get("relation") for c in chain)
+            later += source_chain(r, init_source(m, params["finetune"]), k, e.inputs["seed"], params)
             later.append(finetune_run(r, m, k, e.inputs["seed"], params))
         later.append(e)
-    if weighted:
-        add(relation_run(r))
+    parts = set()
+    for run in later:
+        if run.stage == "relation":
+            parts |= relation_needs(run.inputs["method"], params)
+    if parts:  # the camera-free bank: what the plan's similarities need
+        add(bank_run(r, bank_parts(parts)))
     for run in later:
         add(run)
     add(report_run(r, evals))
@@ -188,5 +210,5 @@ def plan(params: dict, reports: str | None = None) -> list[Run]:
 
 
 __all__ = ["Run", "Roots", "roots", "plan", "eval_runs", "eval_outputs", "cells", "methods_of", "run_name",
-           "validate_run", "synthesize_run", "relation_run", "source_run", "source_chain", "finetune_run", "evaluate_run",
+           "validate_run", "synthesize_run", "bank_run", "relation_run", "relation_needs", "source_run", "source_chain", "finetune_run", "evaluate_run",
            "report_run"]

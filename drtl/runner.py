@@ -56,7 +56,7 @@ def execute(stage: str, params: dict, inputs: dict, out, *, name: str | None = N
         rec = RunRecord(
             stage=stage, name=name or (out.stem if out.suffix else out.name),
             identity={k: inputs[k] for k in IDENTITY_KEYS if inputs.get(k) is not None},
-            params=read_params(params, spec.reads_for(params, inputs.get("method"))),
+            params=read_params(params, spec.reads_for(params, spec.variant_of(inputs))),
             metrics={**_measurements(metrics), "duration_s": round(duration, 3)},
             history="history.json" if (folder / "history.json").is_file() else None,
             artifacts=[a for a in spec.artifacts if (folder / a).exists()],

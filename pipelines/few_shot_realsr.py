@@ -3,10 +3,11 @@
 ::
 
     [start_tracking]                      (opens the parent MLflow run when mlflow_tracking_uri is set)
-    prepare -> validate -> synthesize -> relation (experiment.shots / seeds = the run-time cells)
+    prepare -> validate -> synthesize -> bank (camera-free: the DRN / family experts the similarity needs)
     ParallelFor cell in cells:            (run-time parameter: [{"shots": K, "seed": S}, ...])
-      the plan's runs of one (K, seed) cell: sources (uniform / MAML per seed, DRTL-Pre / DRTL-Meta
-      per K and seed), fine-tunings, evaluations (chained: each passes the reports on)
+      the plan's runs of one (K, seed) cell: the relation of its K shots, sources (uniform / MAML per
+      seed, DRTL-Pre / DRTL-Meta per K and seed), fine-tunings, evaluations (chained: each passes the
+      reports on)
     report <- dsl.Collected(the last evaluation of every cell)   (finishes the parent MLflow run)
 
 Nothing here names a method: the runs of a cell are those :func:`drtl.plan.plan` makes for params
@@ -72,7 +73,7 @@ class ClusterSettings:
     resources: dict = field(default_factory=lambda: {
         "light": ("500m", "2", "1Gi", "4Gi"),       # prepare, validate, report
         "cpu": ("2", "8", "4Gi", "16Gi"),           # synthesize, evaluate
-        "gpu": ("4", "8", "16Gi", "32Gi"),          # relation, pretrain, metatrain, finetune
+        "gpu": ("4", "8", "16Gi", "32Gi"),          # bank, relation, pretrain, metatrain, finetune
     })
 
 
@@ -219,7 +220,7 @@ def build_pipeline(params: dict | None = None, gpu: bool = True, kubernetes: boo
                     kw[key] = v
             if any(slot == "dataset" for slot, _ in links.values()) or get_stage(run.stage).param_paths:
                 kw["dataset"] = dataset  # only tasks that read the data (a cluster downloads input artifacts)
-            t = run_stage(stage=run.stage, params=sec(run.stage, run.inputs.get("method")), name=run.name,
+            t = run_stage(stage=run.stage, params=sec(run.stage, get_stage(run.stage).variant_of(run.inputs)), name=run.name,
                           links=json.dumps(links), **kw, **extra, **track)
             for d in run.deps if after else ():  # order without a data link (synthesize after validate)
                 t.after(tasks[d][0])
@@ -227,7 +228,7 @@ def build_pipeline(params: dict | None = None, gpu: bool = True, kubernetes: boo
             return t
 
         for run in before:
-            add(run, cells=cells) if run.stage == "relation" else add(run)
+            add(run)
         last = None
         with dsl.ParallelFor(cells, name="cells") as cell:
             for run in per_cell:

@@ -56,12 +56,12 @@ def test_cold_run_outputs(cold):
     assert sorted(s["shot_names"] + s["rest_names"]) == sorted(p.stem for p in (out / "data" / "all" / "HR").iterdir())
     assert not set(s["shot_names"]) & set(s["rest_names"])
     assert s["aux_cache"]["hit"] is False and s["aux_cache"]["drn_trained"] is True
-    graphs = out / "relation" / "graphs" / "k2_s0"
+    graphs = out / "relation" / "drtl_k2_s0" / "graphs" / "k2_s0"
     table = pd.read_csv(graphs / "ranking.csv").sort_values("weight", ascending=False)
     assert len(table) == 4 and abs(table["weight"].sum() - 1.0) < 1e-6
     for f in ("weights.png", "graph.json", "graph.graphml"):
         assert (graphs / f).is_file(), f
-    assert (out / "relation" / "weights.json").is_file()
+    assert (out / "relation" / "drtl_k2_s0" / "weights.json").is_file()
     md = (out / "summary.md").read_text()
     assert "PSNR" in md and "bicubic" in md and "drtl upscale" in md
     for task in table["task"].head(3):
@@ -72,19 +72,19 @@ def test_cold_run_outputs(cold):
     # the printed summary: cache miss, every run of the plan, the closest distortions, the gain
     printed = "\n".join(lines)
     for what in ("aux cache miss", "synthesized 4 auxiliary tasks", "DRN trained", "validate validate",
-                 "relation relation", "pretrain drtl_k2_s0", "finetune drtl_pre_k2_s0", "evaluate drtl_pre_k2_s0",
+                 "relation drtl_k2_s0", "pretrain drtl_k2_s0", "finetune drtl_pre_k2_s0", "evaluate drtl_pre_k2_s0",
                  "evaluate bicubic_s0", "closest auxiliary distortions: " + table["task"].iloc[0], "PSNR-Y", "done in"):
         assert what in printed, what
     assert f"PSNR-Y {ev['model']['psnr_y']:.3f} dB vs bicubic {ev['bicubic']['psnr_y']:.3f} dB" in printed
     entry = _entry(cache)
-    assert (entry / "drn" / "drn.pt").is_file() and (entry / "synth" / "synth.json").is_file()
-    assert not (entry / "drn" / "weights.json").exists()  # the camera's relation is not shared
+    assert (entry / "bank" / "drn.pt").is_file() and (entry / "synth" / "synth.json").is_file()
+    assert not (entry / "bank" / "weights.json").exists()  # the camera's relation is not shared
     # every stage call went through the runner: one run record per run
     from drtl.records import read_record
 
     for run_out in s["runs"].values():
         assert read_record(run_out).duration_s > 0
-    assert read_record(entry / "synth").stage == "synthesize" and read_record(entry / "drn").stage == "relation"
+    assert read_record(entry / "synth").stage == "synthesize" and read_record(entry / "bank").stage == "bank"
 
 
 def test_warm_run_reuses_the_aux_cache(cold, sample, tmp_path, capsys):
@@ -94,7 +94,7 @@ def test_warm_run_reuses_the_aux_cache(cold, sample, tmp_path, capsys):
 
     out1, cache, s1, _ = cold
     entry = _entry(cache)
-    stamp = {p: p.stat().st_mtime_ns for p in (entry / "drn" / "drn.pt", entry / "synth" / "synth.json",
+    stamp = {p: p.stat().st_mtime_ns for p in (entry / "bank" / "drn.pt", entry / "synth" / "synth.json",
                                               entry / "complete.json")}
     out2 = tmp_path / "cam2"
     db = tmp_path / "mlflow.db"
@@ -110,11 +110,11 @@ def test_warm_run_reuses_the_aux_cache(cold, sample, tmp_path, capsys):
     s2 = json.loads((out2 / "summary.json").read_text())
     assert s2["aux_cache"]["hit"] is True and s2["aux_cache"]["drn_trained"] is False
     assert s2["aux_cache"]["fingerprint"] == s1["aux_cache"]["fingerprint"]
-    assert "synthesize" not in s2["timings_s"] and "drn" not in s2["timings_s"]
+    assert "synthesize" not in s2["timings_s"] and "bank" not in s2["timings_s"]
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
     # same camera, same shots, same DRN: the same relation weights
-    assert json.loads((out2 / "relation" / "weights.json").read_text()) == \
-        json.loads((out1 / "relation" / "weights.json").read_text())
+    assert json.loads((out2 / "relation" / "drtl_k2_s0" / "weights.json").read_text()) == \
+        json.loads((out1 / "relation" / "drtl_k2_s0" / "weights.json").read_text())
     assert s2["ran"] == {"pretrain": True, "finetune": True}  # a new camera folder trains
     if can_track:
         from mlflow import MlflowClient
@@ -146,7 +146,7 @@ def test_target_only_params_share_the_cache_and_uniform_pretrain_is_reused(cold,
     assert a["ran"] == {"pretrain": False, "finetune": True} and not (tmp_path / "u1" / "pretrain").exists()
     ft = load_model(tmp_path / "u1" / "model.pt")[1]["recipe"]
     assert ft["init"] == str(uniform / key / "model.pt")
-    w = json.loads((tmp_path / "u1" / "relation" / "weights.json").read_text())["k2_s0"]
+    w = json.loads((tmp_path / "u1" / "relation" / "drtl_k2_s0" / "weights.json").read_text())["k2_s0"]
     assert len(set(w.values())) == 1  # uniform
     # drtl_continue 0: DRTL-Pre trains from scratch (the experiment's default), no uniform model needed
     q = adapt_params(None, tiny(sample) + ["pretrain.drtl_continue=0"])
@@ -156,7 +156,7 @@ def test_target_only_params_share_the_cache_and_uniform_pretrain_is_reused(cold,
 
 
 def test_bank_folder_is_built_once_and_reused(sample, tmp_path, capsys, monkeypatch):
-    """`drtl bank --out DIR` builds tasks, DRN and uniform model (no camera needed: run where no
+    """`drtl adapt-bank --out DIR` builds tasks, bank (DRN) and uniform model (no camera needed: run where no
     data folder exists); `drtl adapt --bank DIR` trains only the camera's runs; a bank built for
     other DRN params is refused in one line."""
     from drtl.cli import main
@@ -165,10 +165,10 @@ def test_bank_folder_is_built_once_and_reused(sample, tmp_path, capsys, monkeypa
 
     bank = tmp_path / "bank"
     opts = [x for o in tiny(sample) for x in ("-S", o)]
-    assert main(["bank", "--out", str(bank), "--scale", "2", "--aux-cache", str(tmp_path / "c"), *opts]) == 0
+    assert main(["adapt-bank", "--out", str(bank), "--scale", "2", "--aux-cache", str(tmp_path / "c"), *opts]) == 0
     assert "bank ready" in capsys.readouterr().out
     models = list((bank / "uniform").glob("*/model.pt"))
-    assert len(models) == 1 and (bank / "drn" / "drn.pt").is_file()
+    assert len(models) == 1 and (bank / "bank" / "drn.pt").is_file()
     stamp = {p: p.stat().st_mtime_ns for p in bank.rglob("*") if p.is_file()}
     out = tmp_path / "cam"
     assert main(["adapt", "--pairs", str(sample / "pool"), "--scale", "2", "--shots", "2", "--out", str(out),
@@ -179,7 +179,7 @@ def test_bank_folder_is_built_once_and_reused(sample, tmp_path, capsys, monkeypa
     code = main(["adapt", "--pairs", str(sample / "pool"), "--scale", "2", "--shots", "2", "--out", str(out),
                  "--bank", str(bank), *opts, "-S", "relation.steps=11"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "was built for other auxiliary/DRN params" in err[0]
+    assert code == 2 and len(err) == 1 and "was built for other auxiliary/bank params" in err[0]
 
 
 def test_rerun_resumes_and_skips_unchanged_runs(cold, sample, tmp_path):
@@ -206,7 +206,7 @@ def test_rerun_resumes_and_skips_unchanged_runs(cold, sample, tmp_path):
     assert s["ran"] == {"pretrain": False, "finetune": True}
     assert json.loads((ft / "history.json").read_text())["resumed_from"] == [2]
     assert any("reused: validate/validate" in x for x in lines)
-    assert any("reused: relation/relation, pretrain/drtl_k2_s0" in x for x in lines)
+    assert any("reused: relation/drtl_k2_s0, pretrain/drtl_k2_s0" in x for x in lines)
     again = adapt(sample / "pool", 2, 2, out, p, aux_cache=cache, echo=lambda _: None)
     assert again["ran"] == {"pretrain": False, "finetune": False} and again["eval"] == s["eval"]
     # changed inputs: that run's folder (and its final checkpoint) is discarded, it trains afresh
@@ -308,24 +308,23 @@ def test_registered_pairs_are_downscaled_like_city100(sample, tmp_path):
         assert np.array_equal(lr, expect)
 
 
-def test_relation_stage_with_a_trained_drn_matches_training_it(cold, tmp_path):
-    """The relation stage's optional input ``drn`` (what adapt passes from its cache): no training,
-    the same outputs as the run that trained that DRN (weights, metrics, files)."""
+def test_the_bank_reads_no_camera_and_serves_every_camera(cold, sample, tmp_path):
+    """The bank stage reads no target (its params name a pool that does not exist); a relation run
+    over the bank it builds gives the adapt run's weights, whichever bank folder it reads."""
     from drtl.orchestrate.adapt import adapt_params
     from drtl.runner import execute
 
     out, cache, _, _ = cold
     synth = _entry(cache) / "synth"
-    p = adapt_params(None, ["relation.steps=10", "relation.lr_patch=16", "relation.eval_per_task=4",
-                            "relation.patches_per_image=4", "threads=1", "tracking.enabled=false"])
+    p = adapt_params(None, tiny(sample))
+    p["target"].update(pool=str(tmp_path / "no_such_pool"), test=str(tmp_path / "no_such_test"))
+    execute("bank", p, {"parts": "drn", "synth": str(synth)}, tmp_path / "bank")
+    assert json.loads((tmp_path / "bank" / "bank.json").read_text())["parts"] == ["drn"]
     p["target"]["pool"] = str(out / "data" / "shots")
-    p["experiment"].update(shots=[2], seeds=[0])
-    trained = execute("relation", p, {"synth": str(synth)}, tmp_path / "trained")
-    given = execute("relation", p, {"synth": str(synth), "drn": str(tmp_path / "trained" / "drn.pt")},
-                    tmp_path / "given")
-    assert given == trained
-    for f in ("weights.json", "relation.json", "drn_eval.json", "drn.pt", "graphs/k2_s0/ranking.csv"):
-        assert (tmp_path / "given" / f).read_bytes() == (tmp_path / "trained" / f).read_bytes(), f
+    execute("relation", p, {"method": "drtl", "shots": 2, "seed": 0, "synth": str(synth), "bank": str(tmp_path / "bank")},
+            tmp_path / "rel")
+    assert (json.loads((tmp_path / "rel" / "weights.json").read_text())
+            == json.loads((out / "relation" / "drtl_k2_s0" / "weights.json").read_text()))
 
 
 def test_every_pair_a_shot_trains_without_evaluation(cold, sample, tmp_path):

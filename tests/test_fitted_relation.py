@@ -11,6 +11,7 @@ from drtl.config import load_params
 from drtl.errors import ConfigError
 from drtl.modelio import load_model
 from drtl.relation.fitted import FITTED_TASK, load_camera, reproduction_scores
+from drtl.stages import bank as bank_stage
 from drtl.stages import relation as relation_stage
 from drtl.stages import synthesize as synth_stage
 from drtl.stages.synthesize import synthesize_target
@@ -37,6 +38,25 @@ def bank(tmp_path_factory, tiny_sample):
     return root, params
 
 
+def relate(params: dict, synth, out) -> dict:
+    """The bank the params' similarity needs, then the relation of every (K, seed) of the params,
+    under ``out``: {"k<K>_s<S>": (its folder, its metrics)}."""
+    from drtl.plan import relation_needs
+    from drtl.similarity import bank_parts
+
+    inputs = {"synth": str(synth)}
+    parts = relation_needs("drtl", params)
+    if parts:
+        bank_stage.run(params, {"parts": bank_parts(parts), "synth": str(synth)}, out / "bank")
+        inputs["bank"] = str(out / "bank")
+    cells = {}
+    for k in params["experiment"]["shots"]:
+        for s in params["experiment"]["seeds"]:
+            key = f"k{k}_s{s}"
+            cells[key] = (out / key, relation_stage.run(params, {**inputs, "shots": k, "seed": s}, out / key))
+    return cells
+
+
 def test_reproduction_ranks_the_target_task_first(bank):
     from drtl.data.folder import load_pairs
     from drtl.degradations.tasks import task_bank
@@ -51,23 +71,24 @@ def test_reproduction_ranks_the_target_task_first(bank):
 def test_relation_weighs_the_fitted_task_and_training_uses_it(bank):
     root, params = bank
     out = root / "out"
-    metrics = relation_stage.run(params, {"synth": out / "synth"}, out / "relation")
-    weights = json.loads((out / "relation" / "weights.json").read_text())
+    cells = relate(params, out / "synth", out / "relation")
+    assert not (out / "relation" / "bank").exists()  # the reproduction relation needs no DRN
+    weights = {key: json.loads((d / "weights.json").read_text())[key] for key, (d, _) in cells.items()}
     for key in ("k1_s0", "k2_s0"):
         w = weights[key]
         assert set(w) == set(TASKS) | {FITTED_TASK} and abs(sum(w.values()) - 1) < 1e-9
-        info = metrics["pair_relation"][key]
+        info = cells[key][1]["pair_relation"][key]
         # the fitted linear filter reproduces a blur target at least as well as the blur task itself
         assert info["fitted_psnr"] >= info["best_bank_psnr"] - 0.5, info
         assert max(w, key=w.get) in (FITTED_TASK, TARGET) and w[FITTED_TASK] + w[TARGET] > 0.9, w
         assert info["fitted_weight"] == round(w[FITTED_TASK], 4)
-        cam, noise = load_camera(out / "relation" / "fitted" / f"{key}.json")
+        cam, noise = load_camera(cells[key][0] / "fitted" / f"{key}.json")
         assert cam.scale == 2 and noise == 0.0 and cam.fit_psnr > 30
-        ranking = pd.read_csv(out / "relation" / "graphs" / key / "ranking.csv")
+        ranking = pd.read_csv(cells[key][0] / "graphs" / key / "ranking.csv")
         assert list(ranking.task).count(FITTED_TASK) == 1 and ranking.similarity.max() <= 60.0  # dB, capped
-    assert set(metrics["family_weight"]["k1_s0"]) >= {"fitted", "blur"}
+    assert set(cells["k1_s0"][1]["family_weight"]["k1_s0"]) >= {"fitted", "blur"}
 
-    common = {"shots": 1, "seed": 0, "synth": out / "synth", "relation": out / "relation"}
+    common = {"shots": 1, "seed": 0, "synth": out / "synth", "relation": cells["k1_s0"][0]}
     pretrain_stage(params, {**common, "method": "drtl"}, out / "pre")
     recipe = load_model(out / "pre" / "model.pt")[1]["recipe"]
     assert recipe["tasks"] == TASKS + [FITTED_TASK]
@@ -83,12 +104,12 @@ def test_drn_similarity_places_the_fitted_task_by_its_cosine(bank, tmp_path):
     root, params = bank
     p = {**params, "relation": {**params["relation"], "similarity": "drn", "fitted_noise": 0.5},
          "experiment": {**params["experiment"], "shots": [1]}}
-    metrics = relation_stage.run(p, {"synth": root / "out" / "synth"}, tmp_path / "rel")
+    rel, metrics = relate(p, root / "out" / "synth", tmp_path / "rel")["k1_s0"]
     info = metrics["pair_relation"]["k1_s0"]
     assert "fitted_psnr" not in info and -1 <= info["fitted_cosine"] <= 1
-    ranking = pd.read_csv(tmp_path / "rel" / "graphs" / "k1_s0" / "ranking.csv").set_index("task")
+    ranking = pd.read_csv(rel / "graphs" / "k1_s0" / "ranking.csv").set_index("task")
     assert ranking.loc[FITTED_TASK, "similarity"] == pytest.approx(info["fitted_cosine"], abs=1e-4)
-    assert load_camera(tmp_path / "rel" / "fitted" / "k1_s0.json")[1] == 0.5
+    assert load_camera(rel / "fitted" / "k1_s0.json")[1] == 0.5
 
 
 def test_bad_similarity_is_one_line(tmp_path):
@@ -100,10 +121,10 @@ def test_joint_similarity_adds_the_two_logits(bank, tmp_path):
     root, params = bank
     p = {**params, "relation": {**params["relation"], "similarity": "joint", "fitted": False, "tau": 0.05,
                                 "tau_db": 0.5}, "experiment": {**params["experiment"], "shots": [2]}}
-    metrics = relation_stage.run(p, {"synth": root / "out" / "synth"}, tmp_path / "rel")
-    w = json.loads((tmp_path / "rel" / "weights.json").read_text())["k2_s0"]
+    rel, metrics = relate(p, root / "out" / "synth", tmp_path / "rel")["k2_s0"]
+    w = json.loads((rel / "weights.json").read_text())["k2_s0"]
     assert FITTED_TASK not in w and "fitted_psnr" not in metrics["pair_relation"]["k2_s0"]
-    rep = pd.read_csv(tmp_path / "rel" / "graphs" / "k2_s0" / "reproduction.csv").set_index("task")
+    rep = pd.read_csv(rel / "graphs" / "k2_s0" / "reproduction.csv").set_index("task")
     logit = rep.psnr_db / 0.5 + rep.cosine / 0.05
     a, b = "jpeg_q30", "clean_bicubic"  # two tasks with weights far from underflow
     assert np.log(w[a] / w[b]) == pytest.approx(logit[a] - logit[b], abs=1e-2)
@@ -131,8 +152,10 @@ def test_expert_relation_weighs_the_family_whose_expert_restores_the_shots(bank,
         f"relation.fitted={str(fitted).lower()}", "relation.similarity=expert", "relation.tau_db=0.25",
         "relation.expert.iterations=60", "relation.expert.lr_patch=16", "relation.expert.lr=0.002",
         "experiment.shots=[2]", "experiment.seeds=[0]"])
-    metrics = relation_stage.run(p, {"synth": root / "out" / "synth"}, tmp_path / "rel")
-    w = json.loads((tmp_path / "rel" / "weights.json").read_text())["k2_s0"]
+    rel, metrics = relate(p, root / "out" / "synth", tmp_path / "rel")["k2_s0"]
+    assert sorted(p.stem for p in (tmp_path / "rel" / "bank" / "experts").iterdir()) == ["blur", "jpeg", "noise"]
+    assert not (tmp_path / "rel" / "bank" / "drn.pt").exists()  # the expert relation needs no DRN
+    w = json.loads((rel / "weights.json").read_text())["k2_s0"]
     psnr = metrics["pair_relation"]["k2_s0"]["expert_psnr"]
     fams = {"clean_bicubic": "blur", "iso_blur_s2.4": "blur", "gauss_noise30": "noise", "jpeg_q30": "jpeg"}
     assert set(psnr) == {"blur", "noise", "jpeg"} | ({"fitted"} if fitted else set())
@@ -146,7 +169,7 @@ def test_expert_relation_weighs_the_family_whose_expert_restores_the_shots(bank,
                 assert np.log(fam_w[a] / fam_w[b]) == pytest.approx((psnr[a] - psnr[b]) / 0.25, abs=2e-2)
     assert w["clean_bicubic"] == pytest.approx(w[TARGET])
     assert (FITTED_TASK in w) == fitted and abs(sum(w.values()) - 1) < 1e-9
-    table = pd.read_csv(tmp_path / "rel" / "graphs" / "k2_s0" / "expert.csv")
+    table = pd.read_csv(rel / "graphs" / "k2_s0" / "expert.csv")
     assert list(table.family) == sorted(psnr, key=psnr.get, reverse=True)
-    ranking = pd.read_csv(tmp_path / "rel" / "graphs" / "k2_s0" / "ranking.csv").set_index("task")
+    ranking = pd.read_csv(rel / "graphs" / "k2_s0" / "ranking.csv").set_index("task")
     assert ranking.loc[TARGET, "similarity"] == pytest.approx(psnr["blur"], abs=1e-3)  # shown in dB

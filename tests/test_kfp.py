@@ -21,7 +21,7 @@ import yaml
 from drtl.methods import METHODS, SOURCES
 from tests.conftest import REPO, TINY
 
-GPU_STAGES = ("relation", "pretrain", "metatrain", "finetune")
+GPU_STAGES = ("bank", "relation", "pretrain", "metatrain", "finetune")
 IMAGE = "registry.example.org/drtl/drtl@sha256:0123"
 
 
@@ -93,19 +93,20 @@ def test_compiled_dag_follows_the_plan(compiled):
     spec, _ = compiled["local"]
     stages = [s for _, s, _, _ in _stage_tasks(spec)]
     names = {_const(t, "name") for _, _, t, _ in _stage_tasks(spec)}
-    # before the loop: prepare, validate, synthesize, relation; in a cell: 4 sources, 6 fine-tunings,
-    # 7 evaluations (chained); then the report
-    assert sorted(set(stages)) == sorted(["prepare", "validate", "synthesize", "relation", "pretrain", "metatrain",
-                                          "finetune", "evaluate", "report"])
+    # before the loop: prepare, validate, synthesize, bank; in a cell: its relation, 4 sources,
+    # 6 fine-tunings, 7 evaluations (chained); then the report
+    assert sorted(set(stages)) == sorted(["prepare", "validate", "synthesize", "bank", "relation", "pretrain",
+                                          "metatrain", "finetune", "evaluate", "report"])
+    assert stages.count("bank") == 1 and stages.count("relation") == 1  # the relation: once per cell
     methods = _tiny_methods()
     sources = {METHODS[m].init for m in methods if METHODS[m].init} | {"pretrain_uniform"}  # + upper_bound's init
     assert stages.count("evaluate") == len(methods) and stages.count("finetune") == len(methods) - 1
     assert stages.count("pretrain") + stages.count("metatrain") == len(sources) and sources <= set(SOURCES)
     assert {"drtl_pre_k{shots}_s{seed}", "upper_bound_s{seed}", "bicubic_s{seed}", "uniform_s{seed}",
             "drtl_k{shots}_s{seed}"} <= names
-    # relation and report follow the run-time cells
+    # the report follows the run-time cells
     for _, stage, t, _ in _stage_tasks(spec):
-        if stage in ("relation", "report"):
+        if stage == "report":
             assert t["inputs"]["parameters"]["cells"]["componentInputParameter"] == "cells"
     # each task gets only the params its stage's variant reads (the cache re-runs exactly what a
     # change touches): the uniform pre-training does not get meta.* or pretrain.drtl_continue
@@ -114,8 +115,8 @@ def test_compiled_dag_follows_the_plan(compiled):
 
     full, seen = load_params(TINY), {}
     for _, stage, t, _ in _stage_tasks(spec):
-        p, method = json.loads(_const(t, "params")), _const(t, "method") or None
         spec_ = get_stage(stage)
+        p, method = json.loads(_const(t, "params")), _const(t, spec_.variant) or None
         tops = {k.split(".")[0] for k in (*spec_.reads_for(full, method), *spec_.param_paths)}
         assert set(p) - {"device", "threads", "tracking"} == tops - {"device"}, (stage, method)
         seen[(stage, method)] = p

@@ -84,9 +84,10 @@ def test_committed_dvc_yaml_is_the_plan_and_deps_are_derived():
     params = load_params(REPO / "params.yaml")
     dvcgen.check(params, REPO / "dvc.yaml")
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    assert "drtl/stages/relation.py" in stages["relation"]["deps"]
+    assert "drtl/stages/relation.py" in stages["relation_drtl"]["deps"]
+    assert "drtl/stages/bank.py" in stages["bank"]["deps"] and "${target.pool}" not in stages["bank"]["deps"]
     assert "drtl/stages/synthesize.py" in stages["synthesize"]["deps"]
-    for st in ("finetune_scratch", "evaluate_drtl_pre", "relation"):
+    for st in ("finetune_scratch", "evaluate_drtl_pre", "relation_drtl", "bank"):
         assert {"drtl/data", "drtl/io.py"} <= set(stages[st]["deps"]), st  # subpackages as folders
     assert not any(d.startswith(("drtl/cli.py", "components", "pipelines")) for st in stages.values()
                    for d in st.get("deps", []))
@@ -107,22 +108,24 @@ def test_dvc_repro_end_to_end(tiny_dvc):
     assert len(list((root / "data" / "sample" / "pool" / "LR").glob("*.png"))) == 12
 
     dag = dvc(root, "dag", "--dot").stdout
-    for a, b in [("data.dvc", "validate"), ("validate", "synthesize"), ("synthesize", "relation"),
-                 ("relation", "pretrain_drtl@1-0"), ("relation", "metatrain_drtl@2-0"),
+    for a, b in [("data.dvc", "validate"), ("validate", "synthesize"), ("synthesize", "bank"),
+                 ("bank", "relation_drtl@1-0"), ("relation_drtl@1-0", "pretrain_drtl@1-0"),
+                 ("relation_drtl@2-0", "metatrain_drtl@2-0"),
                  ("pretrain_uniform@0", "finetune_pretrain@1-0"), ("metatrain_maml@0", "finetune_maml@2-0"),
                  ("pretrain_drtl@1-0", "finetune_drtl_pre@1-0"), ("metatrain_drtl@1-0", "finetune_drtl_meta@1-0"),
                  ("finetune_drtl_pre@2-0", "evaluate_drtl_pre@2-0"), ("evaluate_drtl_pre@1-0", "report"),
                  ("evaluate_bicubic@0", "report"), ("evaluate_upper_bound@0", "report"), ("report", "track")]:
         assert re.search(rf'"{re.escape(a)}"\s*->\s*"{re.escape(b)}"', dag), f"no edge {a} -> {b}"
-    assert not re.search(r'"relation"\s*->\s*"pretrain_uniform@0"', dag)  # uniform ignores the relations
+    assert not re.search(r'"relation_drtl@1-0"\s*->\s*"pretrain_uniform@0"', dag)  # uniform ignores the relations
+    assert not re.search(r'"relation_drtl@1-0"\s*->\s*"pretrain_drtl@2-0"', dag)  # one K's relation, one K's runs
 
     stages = ran(tiny_dvc.first)
-    assert {"validate", "synthesize", "relation", "pretrain_uniform@0", "metatrain_maml@0", "report", "track",
+    assert {"validate", "synthesize", "bank", "relation_drtl@1-0", "pretrain_uniform@0", "metatrain_maml@0", "report", "track",
             "finetune_upper_bound@0", "evaluate_bicubic@0", "evaluate_drtl_meta@2-0"} <= stages
     # 8 methods, K in {1, 2}, seed 0: 6 sources (uniform, MAML, DRTL-Pre and DRTL-Meta per K),
     # 12 fine-tunings (5 K-dependent methods x 2 + upper_bound + scratch_all), 13 evaluations
-    # (those 12 + bicubic) and validate, synthesize, relation, report, track
-    assert len(stages) == 36, sorted(stages)
+    # (those 12 + bicubic), a relation per K and validate, synthesize, bank, report, track
+    assert len(stages) == 38, sorted(stages)
     df = pd.read_csv(root / "reports" / "results.csv")
     assert list(df.columns) == ["method", "shots", "seed", "psnr_y", "ssim_y"]
     assert sorted(set(df.method)) == sorted(load_params(TINY)["experiment"]["methods"])
@@ -135,7 +138,7 @@ def test_dvc_repro_end_to_end(tiny_dvc):
     shown = dvc(root, "metrics", "show").stdout
     assert "k1.drtl_minus_twin" in shown and "psnr_y" not in shown  # a few columns, not one per row of the table
     assert (root / "reports" / "psnr_vs_shots.png").read_bytes()[:4] == b"\x89PNG"
-    assert (root / "outputs" / "relation" / "graphs" / "k1_s0" / "weights.png").is_file()
+    assert (root / "outputs" / "relation" / "drtl_k1_s0" / "graphs" / "k1_s0" / "weights.png").is_file()
     assert json.loads((root / "outputs" / "validate" / "pool.json").read_text())["success"] is True
     rec = json.loads((root / "outputs" / "finetune" / "drtl_pre_k1_s0" / "run.json").read_text())
     assert rec["identity"] == {"method": "drtl_pre", "shots": 1, "seed": 0} and "final_loss" in rec["metrics"]
@@ -146,7 +149,7 @@ def test_dvc_repro_end_to_end(tiny_dvc):
     again = dvc(root, "repro")
     assert ran(again) == set()
     assert "Data and pipelines are up to date" in again.stdout
-    assert "report" in skipped(again) and "relation" in skipped(again)
+    assert "report" in skipped(again) and "relation_drtl@1-0" in skipped(again) and "bank" in skipped(again)
 
     # plots read back through DVC (the custom error-bar template and the relation-weight images)
     plots = json.loads(dvc(root, "plots", "show", "--json").stdout)
@@ -164,11 +167,42 @@ def test_dvc_repro_end_to_end(tiny_dvc):
     assert {f"finetune_{m}@{k}-0" for m in ("scratch", "pretrain", "maml", "drtl_pre", "drtl_meta")
             for k in (1, 2)} <= redone
     assert {"report", "evaluate_scratch@1-0", "finetune_upper_bound@0"} <= redone
-    assert not redone & {"validate", "synthesize", "relation", "pretrain_uniform@0", "pretrain_drtl@1-0",
+    assert not redone & {"validate", "synthesize", "bank", "relation_drtl@1-0", "pretrain_uniform@0", "pretrain_drtl@1-0",
                          "metatrain_maml@0", "metatrain_drtl@1-0", "evaluate_bicubic@0"}
     shown = json.dumps(json.loads(dvc(root, "exp", "show", "--json").stdout))
     assert f'"iterations": {load_params(TINY)["finetune"]["iterations"] + 1}' in shown
     assert '"k1": {"drtl_row": ' in shown
+
+    # ablations touch only what reads them: a relation temperature -> the relations and the weighted
+    # runs downstream; a key the profile's similarity does not read (drn: tau_db) -> nothing; one
+    # more K -> that K's runs (and the report, which lists the shots)
+    weighted = ("relation_drtl@", "pretrain_drtl@", "metatrain_drtl@", "finetune_drtl_pre@", "finetune_drtl_meta@",
+                "evaluate_drtl_pre@", "evaluate_drtl_meta@")
+    changed = status_after(root, "relation.tau=0.2")
+    assert changed == {f"{g}{k}-0" for g in weighted for k in (1, 2)} | {"report"}, sorted(changed)
+    assert status_after(root, "relation.tau_db=0.2") == set()
+    more = status_after(root, "experiment.shots=[1, 2, 3]")
+    assert {s for s in more if s.endswith("@3-0")} and all(s.endswith("@3-0") or s == "report" for s in more), more
+
+
+def status_after(root, override: str) -> set[str]:
+    """The stages `dvc status` lists as changed with ``override`` (key=YAML value) in params.yaml
+    (put back afterwards)."""
+    f = root / "params.yaml"
+    before = f.read_text()
+    key, value = override.split("=", 1)
+    p = yaml.safe_load(before)
+    *sec, last = key.split(".")
+    d = p
+    for k in sec:
+        d = d[k]
+    d[last] = yaml.safe_load(value)
+    try:
+        f.write_text(yaml.safe_dump(p, sort_keys=False))
+        out = json.loads(dvc(root, "status", "--json").stdout or "{}")
+    finally:
+        f.write_text(before)
+    return {k.split(":")[-1] for k in out if k not in ("track",) and not k.endswith(".dvc")}
 
 
 def _check_tracked(root, n_stage_runs: int) -> None:

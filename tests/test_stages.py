@@ -31,17 +31,21 @@ def test_experiment_end_to_end(tiny_run):
     learned = df[df.method != "bicubic"]
     assert (abs(learned.psnr_y - learned.shots.map(bic)) < 1.0).all(), learned
     assert learned.psnr_y.nunique() > 1  # the methods really differ
-    # every artefact of the relation stage and the report exists
-    rel = out / "relation"
-    for f in ("drn.pt", "weights.json", "drn_eval.json", "graphs/k1_s0/graph.json", "graphs/k1_s0/graph.graphml",
-              "graphs/k1_s0/weights.png", "graphs/k2_s0/ranking.csv"):
-        assert (rel / f).is_file(), f
-    w = json.loads((rel / "weights.json").read_text())
-    assert set(w) == {"k1_s0", "k2_s0"} and sorted(w["k1_s0"]) == sorted(tasks)
-    assert abs(sum(w["k1_s0"].values()) - 1) < 1e-9
-    m = json.loads((rel / "relation.json").read_text())  # what the relation report shows
-    assert abs(sum(m["family_weight"]["k1_s0"].values()) - 1) < 1e-3 and set(m["best_cosine"]) == {"k1_s0", "k2_s0"}
-    assert -1 <= m["best_cosine"]["k1_s0"] <= 1 and set(m["drn_val_accuracy_family"]) <= {"blur", "noise", "jpeg"}
+    # every artefact of the bank and of each (K, seed)'s relation run exists
+    bank = out / "bank"
+    for f in ("drn.pt", "drn_eval.json", "bank.json"):
+        assert (bank / f).is_file(), f
+    assert set(json.loads((bank / "bank.json").read_text())["metrics"]["drn_val_accuracy_family"]) <= {
+        "blur", "noise", "jpeg"}
+    for k in shots:
+        rel, key = out / "relation" / f"drtl_k{k}_s0", f"k{k}_s0"
+        for f in ("weights.json", "relation.json", f"graphs/{key}/graph.json", f"graphs/{key}/graph.graphml",
+                  f"graphs/{key}/weights.png", f"graphs/{key}/ranking.csv"):
+            assert (rel / f).is_file(), f
+        w = json.loads((rel / "weights.json").read_text())
+        assert set(w) == {key} and sorted(w[key]) == sorted(tasks) and abs(sum(w[key].values()) - 1) < 1e-9
+        m = json.loads((rel / "relation.json").read_text())  # what the relation report shows
+        assert abs(sum(m["family_weight"][key].values()) - 1) < 1e-3 and -1 <= m["best_cosine"][key] <= 1
     for f in ("aggregate.csv", "results.md", "psnr_vs_shots.png", "metrics.json"):
         assert (out / "reports" / f).is_file()
     # determinism: tests/test_parity.py finds this results.csv byte-identical to those of two other
@@ -114,8 +118,10 @@ def test_report_table_and_expansion(tmp_path):
 
 
 def test_stage_cli_errors(tmp_path, capsys):
-    assert main(["relation", "--synth", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
+    assert main(["bank", "--parts", "drn", "--synth", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
     assert "not a synthesized task folder" in capsys.readouterr().err
+    assert main(["relation", "--synth", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
+    assert "relation needs --shots K" in capsys.readouterr().err
     assert main(["experiment", "-S", "finetune.iters=3"]) == 2
     assert "unknown key finetune.iters" in capsys.readouterr().err
 

@@ -188,5 +188,6 @@ def test_a_run_is_keyed_by_content_not_by_how_its_paths_are_spelled(tiny_sample,
     (pool / "manifest.csv").write_text((pool / "manifest.csv").read_text() + "\n")  # other content, same names
     c = _fingerprints(**base, **{**spellings[0], "target.pool": str(pool)})
     changed = {k for k in a if a[k] != c[k]}
-    assert {"finetune/scratch_k5_s0", "relation/relation", "validate/validate"} <= changed
+    assert {"finetune/scratch_k5_s0", "relation/drtl_k5_s0", "validate/validate"} <= changed
+    assert "bank/bank" not in changed and "synthesize/synth" not in changed  # camera-free
     assert "evaluate/bicubic_s0" not in changed  # it reads only the test pairs

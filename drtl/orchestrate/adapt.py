@@ -9,11 +9,12 @@ A small plan (:mod:`drtl.plan`) over the camera's data, run by :func:`drtl.orche
 1. data (:mod:`drtl.orchestrate.adapt_data`): import ``DIR`` into ``OUT/data/all``; split it into
    the K shots ``OUT/data/shots`` and the rest ``OUT/data/rest`` (the evaluation pairs);
 2. ``validate`` the shots and the rest (disjoint); a failure is one line and nothing trains;
-3. the bank (:mod:`drtl.orchestrate.bank`): the aux cache entry ``AUX_CACHE/<key>/`` (key: aux
-   params, content of the auxiliary HR files, DRN params, scale), or the folder of ``--bank DIR``
-   (``drtl bank --out DIR``): ``synthesize`` into ``synth/`` and the DRN of stage ``relation`` into
-   ``drn/`` when absent, reused as is when complete;
-4. ``relation`` of the camera with the bank's DRN (input ``drn``): only the K shots are embedded;
+3. the aux entry (:mod:`drtl.orchestrate.bank`): the aux cache entry ``AUX_CACHE/<key>/`` (key: aux
+   params, content of the auxiliary HR files, the bank's params, scale), or the folder of
+   ``--bank DIR`` (``drtl adapt-bank --out DIR``): ``synthesize`` into ``synth/`` and the camera-free
+   ``bank`` stage (the DRN, or the family experts, as the relation needs) into ``bank/`` when
+   absent, reused as is when complete;
+4. ``relation`` of the camera's K shots over the entry's tasks and bank;
 5. ``pretrain``: the bank's uniform model (trained into ``uniform/<key>/`` once, then reused), which
    DRTL-Pre continues with ``pretrain.drtl_continue`` relation-weighted steps (with
    ``relation.weighting: false`` the uniform model itself) -> ``finetune`` on the K shots, keeping the
@@ -72,7 +73,9 @@ def adapt_runs(p: dict, out: Path, entry: Path, shots: int, seed: int, evaluate:
     r = Roots(str(out), p["target"]["pool"], p["target"]["test"], str(out / "reports"))
     m = METHODS["drtl_pre"] if p["relation"]["weighting"] else METHODS["pretrain"]
     synth = str(entry / "synth")
-    rel = replace(relation_run(r), inputs={"synth": synth, "drn": str(entry / "drn" / "drn.pt")}, deps=())
+    rel = relation_run(r, "drtl", shots, seed, p)
+    rel = replace(rel, inputs={**rel.inputs, "synth": synth, **({"bank": str(entry / "bank")} if "bank" in rel.inputs
+                                                                 else {})}, deps=())
     runs, made = [rel], {}  # made: run id -> the model file it writes (or wrote, when reused)
 
     def in_plan(deps) -> tuple:  # the dependencies that are runs of this plan (not reused files)
@@ -80,6 +83,8 @@ def adapt_runs(p: dict, out: Path, entry: Path, shots: int, seed: int, evaluate:
         return tuple(d for d in deps if d in ids)
 
     for run in source_chain(r, init_source(m, p["finetune"]), shots, seed, p):
+        if run.stage == "relation":  # rel, above
+            continue
         inputs = {**run.inputs, "synth": synth}
         if "init" in inputs:  # the upstream run of the chain (uniform pre-training)
             inputs["init"] = made[next(d for d in run.deps if d in made)]
@@ -210,7 +215,7 @@ def adapt(pairs, scale: int, shots: int, out, params: dict, seed: int = 0, aux_c
             recs[r.id].started < t0 for r in pres if "relation" not in r.inputs),
         "ran": {"pretrain": any(recs[r.id].started >= t0 for r in pres), "finetune": recs[ft.id].started >= t0},
         "runs": {r.id: r.out for r in runs},
-        "relation": {"weighting": bool(p["relation"]["weighting"]), "tau": float(p["relation"]["tau"]),
+        "relation": {"run": rel.name, "weighting": bool(p["relation"]["weighting"]), "tau": float(p["relation"]["tau"]),
                      "entropy": rel_metrics["weight_entropy"][key],
                      "top": [{"task": x.task, "family": x.family, "similarity": float(x.similarity),
                               "weight": float(x.weight)} for x in top.itertuples()]},
@@ -230,7 +235,7 @@ def _track(p: dict, runs: list, aux: dict, entry: Path, summary: dict, say) -> N
     from drtl.orchestrate.experiment import track
     from drtl.plan import Run
 
-    built = [Run("synthesize", "synth", str(entry / "synth")), Run("relation", "drn", str(entry / "drn"))]
+    built = [Run("synthesize", "synth", str(entry / "synth")), Run("bank", "bank", str(entry / "bank"))]
     invocation = {"orchestrator": "drtl adapt", "pairs": summary["pairs"], "out": str(Path(summary["model"]).parent),
                   "shots": summary["shots"], "seed": summary["seed"], "aux_fingerprint": aux["fingerprint"]}
     track(p, (built if not aux["hit"] else []) + runs, invocation, say)

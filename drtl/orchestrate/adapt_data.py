@@ -16,12 +16,9 @@ from pathlib import Path
 from drtl.data.folder import MANIFEST, pair_paths, staged_folder
 from drtl.errors import ConfigError, DataError
 
-CACHE_VERSION = 2  # 2: the entry key covers the content (sha256) of the auxiliary HR files
+CACHE_VERSION = 3  # 2: the key covers the content (sha256) of the aux HR files; 3: entries hold bank/
 SAMPLE_TOKEN = "@sample"
 LAYOUTS = ("auto", "paired", "city100", "realsr", "drealsr")
-# relation params that only concern the target (not the DRN): excluded from the aux entry key
-TARGET_ONLY = ("tau", "mix", "top_k", "weighting", "patches_per_image", "fitted", "fitted_noise", "similarity", "tau_db",
-               "expert")
 MARKER = ".drtl-adapt.json"
 
 
@@ -173,10 +170,25 @@ def resolve_aux_sources(sources: list[str], cache_root: Path, echo=None) -> list
     return out
 
 
+def bank_reads(params: dict) -> dict:
+    """{'parts': ..., param: value} the ``bank`` stage of the profile's relation reads (the rule of
+    :meth:`drtl.stages.Stage.reads_for`, as for every cache key); {} when it needs no bank."""
+    from drtl.plan import relation_needs
+    from drtl.runner import read_params
+    from drtl.similarity import bank_parts
+    from drtl.stages import get_stage
+
+    parts = relation_needs("drtl", params)
+    if not parts:
+        return {}
+    return {"parts": bank_parts(parts), **read_params(params, get_stage("bank").reads_for(params, bank_parts(parts)))}
+
+
 def aux_fingerprint(params: dict, hr_sources: list[str], scale: int) -> tuple[str, dict]:
     """(key, what it covers) of the aux cache entry: the ``aux`` params, the content of the auxiliary
     HR folders (:func:`drtl.records.folder_fingerprint`: file names + sha256, not their paths), the
-    ``relation`` params that shape the DRN, the scale and the cache format version."""
+    params the bank stage reads for the parts the profile's relation needs (:func:`bank_reads`), the
+    scale and the cache format version."""
     from drtl.data.folder import check_root
     from drtl.records import folder_fingerprint, sha256_json
 
@@ -188,6 +200,5 @@ def aux_fingerprint(params: dict, hr_sources: list[str], scale: int) -> tuple[st
             raise DataError(f"aux.hr: {exc}") from None
         content.append(folder_fingerprint(Path(src) / "HR"))
     aux = {k: v for k, v in params["aux"].items() if k != "hr"}
-    rel = {k: v for k, v in params["relation"].items() if k not in TARGET_ONLY}
-    obj = {"version": CACHE_VERSION, "scale": int(scale), "aux": aux, "aux_hr_content": content, "relation": rel}
+    obj = {"version": CACHE_VERSION, "scale": int(scale), "aux": aux, "aux_hr_content": content, "bank": bank_reads(params)}
     return sha256_json(obj)[:16], obj

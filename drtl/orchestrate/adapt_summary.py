@@ -16,6 +16,7 @@ def write_summary(s: dict, out: Path) -> None:
 def summary_markdown(s: dict, out: Path) -> str:
     a, r, ev, t = s["aux_cache"], s["relation"], s["eval"], s["timings_s"]
     key = f"k{s['shots']}_s{s['seed']}"
+    rel = f"relation/{r['run']}"
     lines = [f"# drtl adapt: {Path(s['pairs']).name} (x{s['scale']}, K={s['shots']})", ""]
     lines += ["## Data", "",
               f"- source: `{s['pairs']}` ({s['layout']}), {s['n_pairs']} pairs at x{s['scale']}",
@@ -25,7 +26,7 @@ def summary_markdown(s: dict, out: Path) -> str:
     lines += ["## The distortions this camera resembles", "",
               f"Relation weights `softmax(cos / tau)`, tau = {r['tau']}"
               + ("" if r["weighting"] else " (weighting off: uniform weights; ranked by similarity)")
-              + f"; full table `relation/graphs/{key}/ranking.csv`, plot `relation/graphs/{key}/weights.png`.", "",
+              + f"; full table `{rel}/graphs/{key}/ranking.csv`, plot `{rel}/graphs/{key}/weights.png`.", "",
               "| rank | auxiliary distortion | family | similarity | weight |", "|---:|---|---|---:|---:|"]
     lines += [f"| {i} | `{x['task']}` | {x['family']} | {x['similarity']:.3f} | {x['weight']:.3f} |"
               for i, x in enumerate(r["top"], 1)]

@@ -131,7 +131,8 @@ def stage_entry(run: Run, params: dict, runs: dict[str, Run]) -> dict:
         if d.startswith("evaluate/"):
             continue
         if not any(x.startswith(up.out) for x in deps):
-            deps.append(f"{up.out}/{get_stage(up.stage).product}")
+            spec_up = get_stage(up.stage)
+            deps.append(f"{up.out}/{spec_up.gate or spec_up.product}")
     if run.stage == "report":
         deps.append("${outputs}/eval")  # every evaluation writes under it
     deps += [d for d in _param_path_deps(spec, params) if d not in deps]
@@ -141,7 +142,7 @@ def stage_entry(run: Run, params: dict, runs: dict[str, Run]) -> dict:
         entry["matrix"] = {k: {"shots": "${experiment.shots}", "seed": "${experiment.seeds}"}[k] for k in run.sweep}
     entry["cmd"] = command(run)
     entry["deps"] = deps
-    entry["params"] = spec.reads_for(params, run.inputs.get("method"))
+    entry["params"] = spec.reads_for(params, spec.variant_of(run.inputs))
     if run.stage == "report":
         plotted = ("psnr_vs_shots.png", "aggregate.csv")  # outputs declared as plots below
         entry["outs"] = [f"{run.out}/{a}" for a in spec.artifacts if a not in plotted] + [f"{run.out}/run.json"]
@@ -169,10 +170,12 @@ def generate(params: dict) -> str:
     # metrics: only the report's reports/metrics.json, the headline (git-tracked, cache: false), so a
     # fresh clone's `dvc metrics diff` / `dvc exp show` has a baseline; the full table is the
     # aggregate.csv plot (git-tracked too); the DRN's accuracy is in relation.json and its MLflow run
-    doc = {"stages": stages,
-           "plots": ["${outputs}/relation/graphs/k${experiment.shots[0]}_s${experiment.seeds[0]}/weights.png"]}
-    if not any(r.stage == "relation" for r in runs):
-        doc.pop("plots")
+    doc = {"stages": stages}
+    rel = next((r for r in runs if r.stage == "relation"), None)
+    if rel is not None:  # the first cell's relation weights
+        first = {"${item.shots}": "${experiment.shots[0]}", "${item.seed}": "${experiment.seeds[0]}"}
+        doc["plots"] = [re.sub(r"\$\{item\.(shots|seed)\}", lambda x: first[x.group(0)],
+                               f"{rel.out}/graphs/k${{item.shots}}_s${{item.seed}}/weights.png")]
     return HEADER + "\n" + yaml.safe_dump(doc, sort_keys=False, width=120)
 
 

@@ -31,27 +31,30 @@ def run_fingerprint(run: Run, params: dict, done: dict[str, str], outs: dict[str
     Keyed by content, not by how a path is spelled: a data folder enters by its content (its
     manifest, else every file's sha256), an upstream run's output by that run's fingerprint and the
     path inside it, so the same folders named another way (relative or absolute, through ``..`` or
-    a link, another ``outputs`` root) give the same key."""
+    a link, another ``outputs`` root) give the same key. A run ordered after a gate (validation)
+    that it does not read is not keyed by it: synthesizing the bank does not depend on the pool."""
     spec = get_stage(run.stage)
     data = {}
     for k in spec.param_paths:  # data folders named by params (a path or a list of paths)
         v = section(params, k)
         data[k] = folder_fingerprint(v) if isinstance(v, str) else [folder_fingerprint(x) for x in v]
-    inputs = dict(run.inputs)
+    inputs, named = dict(run.inputs), set()
     for a in spec.args:
         v = run.inputs.get(a.name)
         if a.kind != "path" or not v:
             continue
-        up = next((d for d in run.deps if str(v).startswith(outs[d])), None)
+        up = next((d for d in run.deps if str(v) == outs[d] or str(v).startswith(outs[d] + "/")), None)
         if up is None:  # a data folder given by the user: its content
             data[a.name] = folder_fingerprint(v)
             inputs[a.name] = "@data"
         else:  # an upstream run's output: that run (its fingerprint is in "upstream") and the path inside it
             inputs[a.name] = f"@{up}{str(v)[len(outs[up]):]}"
-    reads = {k: v for k, v in read_params(params, spec.reads_for(params, run.inputs.get("method"))).items()
+            named.add(up)
+    reads = {k: v for k, v in read_params(params, spec.reads_for(params, spec.variant_of(run.inputs))).items()
              if not any(k == p or k.startswith(p + ".") for p in spec.param_paths)}  # paths: content in data
+    keyed = [d for d in run.deps if d in named or not get_stage(d.split("/")[0]).gate]  # a gate orders only
     return sha256_json({"stage": run.stage, "inputs": inputs, "params": reads,
-                        "data": data, "upstream": [done.get(d) for d in run.deps]})[:16]
+                        "data": data, "upstream": [done.get(d) for d in keyed]})[:16]
 
 
 def _product(run: Run) -> Path:
@@ -131,11 +134,15 @@ def track(params: dict, runs: list[Run], invocation: dict | None = None, echo=pr
 def run_experiment(params: dict, echo=print) -> dict:
     runs = plan(params)
     run_plan(params, runs, echo)
-    rel = Path(params["outputs"]) / "relation" / "relation.json"
-    if rel.is_file():
-        m = json.loads(rel.read_text())
-        echo(f"  DRN accuracy: train {m['drn_train_accuracy']:.3f}, val {m.get('drn_val_accuracy', float('nan')):.3f}; "
-             f"top tasks {m['top_tasks']}")
+    bank = next((Path(r.out) / get_stage(r.stage).product for r in runs if r.stage == "bank"), None)
+    if bank is not None and bank.is_file():
+        m = json.loads(bank.read_text())["metrics"]
+        if "drn_train_accuracy" in m:
+            echo(f"  DRN accuracy: train {m['drn_train_accuracy']:.3f}, val {m.get('drn_val_accuracy', float('nan')):.3f}")
+    top = {r.name: json.loads((Path(r.out) / "relation.json").read_text())["top_task"] for r in runs
+           if r.stage == "relation" and (Path(r.out) / "relation.json").is_file()}
+    if top:
+        echo("  top task per relation: " + ", ".join(f"{k} {v}" for k, v in top.items()))
     report = runs[-1]
     track(params, runs, {"orchestrator": "drtl experiment"}, echo)
     out = Path(report.out)

@@ -26,18 +26,21 @@ def headroom(params: dict, echo=print, groups: list[str] | None = None) -> dict:
     from drtl.modelio import save_model
     from drtl.orchestrate.experiment import run_plan
     from drtl.records import sha256_json
-    from drtl.plan import relation_run, roots, synthesize_run, validate_run
+    from drtl.plan import bank_run, cells, relation_needs, relation_run, roots, synthesize_run, validate_run
+    from drtl.similarity import bank_parts
     from drtl.stages.evaluate import run as evaluate
     from drtl.stages.synthesize import load_synth
     from drtl.stages.train import finetune_run, group_model
 
     apply_threads(params)
     r = roots(params)
-    run_plan(params, [validate_run(r), synthesize_run(r), relation_run(r)], echo)  # resumable, cached
+    rels = {(k, s): relation_run(r, "drtl", k, s, params) for k, s in cells(params)}
+    needs = relation_needs("drtl", params)
+    run_plan(params, [validate_run(r), synthesize_run(r), *([bank_run(r, bank_parts(needs))] if needs else []),
+                      *rels.values()], echo)  # the executor of drtl experiment: resumable, cached
     out = Path(params["outputs"]) / "headroom"
     tasks, pairs, _ = load_synth(r.folder("synthesize"), "train")
     fams = list(dict.fromkeys(t.family for t in tasks))
-    rel = json.loads((Path(r.folder("relation")) / "relation.json").read_text())
     scale = int(params["target"]["scale"])
     fp = Path(r.folder("synthesize")) / "fingerprint.json"
     synth_key = fp.read_text() if fp.is_file() else None
@@ -61,6 +64,7 @@ def headroom(params: dict, echo=print, groups: list[str] | None = None) -> dict:
                 finetune_run("pretrain", r.pool, ft, params["arch"], scale, params["finetune"], int(k), int(s),
                              init=model_path, device=params["device"])
                 ev = evaluate(params, {"method": group, "data": r.test, "model": str(ft / "model.pt")}, None)
+                rel = json.loads((Path(rels[(int(k), int(s))].out) / "relation.json").read_text())
                 fw = rel.get("family_weight", {}).get(f"k{k}_s{s}", {}).get(group)
                 rows.append({"pretrained_on": group, "shots": int(k), "seed": int(s), "psnr_y": ev["psnr_y"],
                              "family_weight": fw})

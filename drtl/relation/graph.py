@@ -37,10 +37,13 @@ def build_graph(
     target_name: str = "target",
     top_k: int | None = None,
     weights=None,
+    scores=None,
 ) -> nx.Graph:
     """Build the relation graph. ``top_k`` None/0 = all task pairs, k = each task's k nearest tasks.
     ``weights``: the target-task weights when they are not plain ``softmax(cos / tau)`` (e.g.
-    ``relation.mix`` / ``relation.top_k``, :func:`drtl.relation.weights.shape_weights`)."""
+    ``relation.mix`` / ``relation.top_k``, :func:`drtl.relation.weights.shape_weights`).
+    Without a DRN (``prototypes`` and ``target_emb`` None) the target-task edges carry ``scores``
+    (the similarity's own measure, e.g. PSNR) and ``weights``, and there are no task-task edges."""
     tau = check_tau(tau)
     names = [str(n) for n in task_names]
     fams = [str(f) for f in task_families]
@@ -51,6 +54,11 @@ def build_graph(
         raise ConfigError(f"duplicate task names {dup}; task names must be unique")
     if target_name in names:
         raise ConfigError(f"target node name {target_name!r} clashes with a task name; choose another target_name")
+    if prototypes is None:
+        if scores is None or weights is None:
+            raise ConfigError("build_graph without prototypes needs the scores and the weights")
+        return _score_graph(names, fams, np.asarray(scores, dtype=np.float64).reshape(-1),
+                            np.asarray(weights, dtype=np.float64).reshape(-1), tau, target_name)
     protos = np.asarray(prototypes.detach().cpu() if hasattr(prototypes, "detach") else prototypes, dtype=np.float64)
     if protos.ndim != 2 or protos.shape[0] != len(names):
         raise ConfigError(f"prototypes shape {protos.shape} does not match {len(names)} task names")
@@ -66,12 +74,7 @@ def build_graph(
         raise ConfigError(f"{weights.shape[0]} weights for {len(names)} tasks; give one weight per task")
     tt = task_task_similarity(protos)
 
-    G = nx.Graph(tau=float(tau), target=str(target_name), top_k=top_k, num_tasks=len(names))
-    G.add_node(target_name, kind="target", family="target")
-    for i, (n, f) in enumerate(zip(names, fams)):
-        G.add_node(n, kind="task", family=f, index=i, similarity=float(sims[i]), weight=float(weights[i]))
-        G.add_edge(target_name, n, kind="relation", similarity=float(sims[i]), weight=float(weights[i]))
-
+    G = _star(names, fams, sims, weights, tau, target_name, top_k)
     N = len(names)
     if top_k == 0 or top_k >= N - 1:
         pairs = {(i, j) for i in range(N) for j in range(i + 1, N)}
@@ -82,6 +85,22 @@ def build_graph(
             pairs.update((min(i, j), max(i, j)) for j in order)
     for i, j in sorted(pairs):
         G.add_edge(names[i], names[j], kind="task", similarity=float(tt[i, j]))
+    return G
+
+
+def _score_graph(names, fams, sims, weights, tau, target_name) -> nx.Graph:
+    if not (sims.shape == weights.shape == (len(names),)):
+        raise ConfigError(f"{sims.size} scores and {weights.size} weights for {len(names)} tasks; give one per task")
+    return _star(names, fams, sims, weights, tau, target_name, 0)
+
+
+def _star(names, fams, sims, weights, tau, target_name, top_k) -> nx.Graph:
+    """The target node and its edge to every task (similarity, weight)."""
+    G = nx.Graph(tau=float(tau), target=str(target_name), top_k=top_k, num_tasks=len(names))
+    G.add_node(target_name, kind="target", family="target")
+    for i, (n, f) in enumerate(zip(names, fams)):
+        G.add_node(n, kind="task", family=f, index=i, similarity=float(sims[i]), weight=float(weights[i]))
+        G.add_edge(target_name, n, kind="relation", similarity=float(sims[i]), weight=float(weights[i]))
     return G
 
 

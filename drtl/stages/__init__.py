@@ -21,8 +21,11 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
+from typing import Callable
+
 from drtl.config import section
-from drtl.methods import BASELINE, STAGE_VARIANTS, TRAINED_METHODS
+from drtl.methods import BASELINE, RELATIONS, STAGE_VARIANTS, TRAINED_METHODS
+from drtl.similarity import DRN_KEYS, EXPERT_KEYS, SIMILARITIES, bank_unread
 
 
 @dataclass(frozen=True)
@@ -53,13 +56,22 @@ class Stage:
     unread: dict = field(default_factory=dict)  # --method variant -> params of ``reads`` it ignores
     folder: str = ""                 # its runs' folder under ``outputs`` (the report: ``reports``)
     resources: str = "light"         # what a cluster task needs: light | cpu | gpu (trains a network)
+    variant: str = "method"          # the arg that names a run's variant (the key of ``unread``)
+    unread_key: Callable | None = None  # (params, variant) -> the key of ``unread`` (default: the variant)
+    gate: str | None = None          # a file written on success, the same bytes whatever the data: runs
+    #                                  ordered after this stage depend on it (DVC) without being keyed by it
+
+    def variant_of(self, inputs: dict) -> str | None:
+        """The variant of a run with these inputs (its ``--method``; the bank's ``--parts``)."""
+        return inputs.get(self.variant)
 
     def reads_for(self, params: dict, method: str | None = None) -> list[str]:
-        """The params a run with ``--method method`` reads: ``reads`` less what that variant ignores
+        """The params a run of variant ``method`` reads: ``reads`` less what that variant ignores
         (a section holding an ignored key is listed key by key, as DVC's ``params:`` take them). The
         one rule for cache keys, run records and ``dvc.yaml``, so that changing ``meta.iterations``
         re-runs MAML and the equal-compute control but not the uniform pre-training."""
-        skip = self.unread.get(method, ())
+        key = self.unread_key(params, method) if self.unread_key and method is not None else method
+        skip = self.unread.get(key, ())
         out = []
         for key in self.reads:
             if key in skip:
@@ -86,6 +98,30 @@ _SHOTS = Arg("shots", "int", help="K, the number of real target pairs")
 _SYNTH = Arg("synth", "path", default="outputs/synth", help="synthesize stage output")
 _REL = Arg("relation", "path", default="outputs/relation", help="relation stage output (weighted variants)")
 _INIT = Arg("init", "path", help="model file to start from (none: fresh weights)")
+_BANK = Arg("bank", "path", help="bank stage output (the DRN and / or the family experts the similarity needs)")
+
+# What one (K, seed) relation run reads beyond the shots: each similarity reads its own keys
+# (drtl.similarity); a variant that fixes the similarity and the fitted task (drtl.methods.RELATIONS)
+# does not read relation.similarity / relation.fitted.
+_SCORE_KEYS = tuple(dict.fromkeys(k for s in SIMILARITIES.values() for k in s.reads))
+_CELL_KEYS = ("relation.mix", "relation.top_k", "relation.weighting", "relation.fitted", "relation.fitted_noise",
+              "relation.similarity")
+
+
+def _relation_key(params: dict, variant: str) -> str:
+    rel = RELATIONS.get(variant)
+    if rel is None or rel.similarity is not None:
+        return variant
+    return rel.resolve(params["relation"])[0]
+
+
+def _relation_unread() -> dict[str, tuple[str, ...]]:
+    out = {name: tuple(k for k in _SCORE_KEYS if k not in s.reads) for name, s in SIMILARITIES.items()}
+    for key, rel in RELATIONS.items():
+        if rel.similarity is not None:
+            fixed = ("relation.similarity",) + (("relation.fitted",) if rel.fitted is not None else ())
+            out[key] = out[rel.similarity] + fixed
+    return out
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("prepare", "drtl.stages.prepare:run", "build the built-in sample or fetch a dataset folder",
@@ -99,14 +135,23 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
                 Arg("test", "path", help="test pairs (default: target.test)", context="target_test"),
                 Arg("scale", "int", help="scale factor (default: target.scale)")),
           artifacts=("pool.json", "test.json"), product="pool.json", param_paths=("target.pool", "target.test"),
-          folder="validate", resources="light"),
+          folder="validate", resources="light", gate="passed"),
     Stage("synthesize", "drtl.stages.synthesize:run", "make the auxiliary tasks' LR/HR pairs",
           reads=("aux", "target.scale"), artifacts=("tasks.yaml",), product="synth.json", param_paths=("aux.hr",),
           folder="synth", resources="cpu"),
-    Stage("relation", "drtl.stages.relation:run", "train the DRN; relation weights and knowledge graphs",
-          reads=("relation", "arch", "target.pool", "target.scale", "experiment.shots", "experiment.seeds", "device"),
-          args=(_SYNTH, Arg("drn", "path", help="a trained drn.pt to use instead of training the DRN")),
-          artifacts=("graphs", "weights.json", "drn_eval.json"), product="weights.json",
+    Stage("bank", "drtl.stages.bank:run",
+          "camera-free: the DRN and / or the family experts over the synthesized tasks (no target read)",
+          reads=(*DRN_KEYS, *EXPERT_KEYS, "relation.seed", "target.scale", "device"), unread=bank_unread(),
+          args=(Arg("parts", "str", required=True, choices=tuple(bank_unread()),
+                    help="what to build: the DRN, the family experts or both"), _SYNTH),
+          artifacts=("bank.json", "drn_eval.json"), product="bank.json", folder="bank", resources="gpu",
+          variant="parts"),
+    Stage("relation", "drtl.stages.relation:run",
+          "relation weights and knowledge graph of the K shots of one (K, seed)",
+          reads=(*_SCORE_KEYS, *_CELL_KEYS, "target.pool", "target.scale", "device"),
+          unread=_relation_unread(), unread_key=_relation_key,
+          args=(Arg("method", "str", default="drtl", choices=tuple(RELATIONS)), _SHOTS, _SEED, _SYNTH, _BANK),
+          artifacts=("graphs", "weights.json", "relation.json"), product="weights.json",
           param_paths=("target.pool",), folder="relation", resources="gpu"),
     Stage("pretrain", "drtl.stages.train:pretrain_stage",
           "multi-task pre-training (uniform, DRTL-Pre, or the equal-compute control 'more')",

@@ -5,8 +5,8 @@ The DRN's cosine measures how the target *looks* next to each task; what DRTL ne
 *transfer*. The expert relation measures that directly, at the cost of a few small trainings:
 
 - one **expert** per task family, pre-trained from fresh weights on that family's tasks alone
-  (the profile's network ``arch``, the recipe ``relation.expert``), once per relation run (the
-  bank's families do not depend on the target);
+  (the profile's network ``arch``, the recipe ``relation.expert``), once, by the camera-free
+  ``bank`` stage (:mod:`drtl.stages.bank`);
 - the camera-fitted task (``relation.fitted``), a family of its own, gets an expert trained on its
   pairs for each (K, seed);
 - per (K, seed) every expert super-resolves the LR of the K shots; its score is the mean PSNR-Y
@@ -39,29 +39,45 @@ def shot_psnr(model, shots, scale: int, device: str = "cpu") -> float:
 
 
 class Experts:
-    """The family experts of one relation run, networks of ``arch`` (the params' ``arch``, the
-    network the table trains); :meth:`scores` per (K, seed)."""
+    """The family experts of a bank, networks of ``arch`` (the params' ``arch``, the network the
+    table trains): trained by the bank stage (:meth:`train`), loaded by the relation stage
+    (:meth:`from_bank`); :meth:`scores` per (K, seed)."""
 
     def __init__(self, rp: dict, tasks, pairs, scale: int, device: str, arch: dict):
         self.section, self.seed, self.arch = dict(rp["expert"]), int(rp["seed"]), dict(arch)
-        self.fams = [t.family for t in tasks]
+        self.fams = [t.family for t in tasks] if tasks is not None else []
         self.pairs, self.scale, self.device = pairs, scale, device
         self.models: dict = {}
 
-    def _train(self) -> None:
-        """The bank's experts, once (a progress bar on a terminal: one pre-training per family)."""
+    def train(self) -> dict:
+        """{family: its expert}, one pre-training per family (a progress bar on a terminal)."""
         from drtl.progress import progress
 
-        for family in progress(list(dict.fromkeys(self.fams)), desc="expert relation: family experts"):
+        for family in progress(list(dict.fromkeys(self.fams)), desc="bank: family experts"):
             w = [1.0 if f == family else 0.0 for f in self.fams]
             self.models[family] = group_model(self.pairs, w, self.arch, self.section, self.scale, self.device,
                                               self.seed, "relation.expert")
+        return self.models
+
+    @classmethod
+    def from_bank(cls, folder, families: list[str], rp: dict, scale: int, device: str, arch: dict) -> "Experts":
+        """The experts a bank stage saved under ``folder/experts/``."""
+        from pathlib import Path
+
+        from drtl.errors import DataError
+        from drtl.modelio import load_model
+
+        ex = cls(rp, None, None, scale, device, arch)
+        for family in dict.fromkeys(families):
+            path = Path(folder) / "experts" / f"{family}.pt"
+            if not path.is_file():
+                raise DataError(f"{folder}: no expert for family {family!r}; rebuild the bank with --parts experts")
+            ex.models[family] = load_model(path, expect_scale=scale)[0].cpu()
+        return ex
 
     def scores(self, shots, fitted_pairs=None, fitted_family: str = "fitted") -> dict[str, float]:
         """{family: the family expert's mean PSNR-Y on the shots}; with ``fitted_pairs`` (the fitted
         task's (lr, hr) pairs, made for these shots) its expert is trained and scored too."""
-        if not self.models:
-            self._train()
         out = {f: shot_psnr(m, shots, self.scale, self.device) for f, m in self.models.items()}
         if fitted_pairs is not None:
             fit = group_model([fitted_pairs], [1.0], self.arch, self.section, self.scale, self.device, self.seed,

@@ -9,9 +9,13 @@ from pathlib import Path
 from drtl.errors import ValidationError
 
 
+GATE = "passed"
+
+
 def run(params: dict, inputs: dict, out: Path, on_log=None) -> dict:
     """Stage contract: validate the pool (disjoint from the test pairs) and the test pairs; write
-    ``out/pool.json`` and ``out/test.json``; fail on any failed expectation. ``test`` = "" or
+    ``out/pool.json`` and ``out/test.json``, and ``out/passed`` when every expectation holds; fail on
+    any failed expectation. ``test`` = "" or
     "none": the pool alone (e.g. ``drtl adapt`` when every pair is a shot)."""
     from drtl.data.validate import summarize, validate_folder
     from drtl.io import write_text
@@ -28,4 +32,5 @@ def run(params: dict, inputs: dict, out: Path, on_log=None) -> dict:
     failed = [summarize(r) for r in reports.values() if not r["success"]]
     if failed:
         raise ValidationError("; ".join(failed))
+    write_text(out / GATE, "validation passed\n")  # the same bytes whatever the data: it orders, it does not key
     return {f"{name}_pairs": r["n_pairs"] for name, r in reports.items()}
