@@ -35,7 +35,7 @@ city100: setup
 	$(BIN)/drtl experiment --params configs/city100_x2.yaml
 	@cat outputs/city100_x2/reports/results.md
 
-# The bank of `drtl adapt` (docs/adapt.md): synthesized tasks, DRN and uniform model, built once with
+# The camera-free half of `drtl adapt` (docs/adapt.md): synthesized tasks, bank and uniform model, built once with
 # the adapt profile and versioned by DVC (banks/adapt_x2.dvc); `drtl adapt --bank banks/adapt_x2` reuses it.
 BANK ?= banks/adapt_x2
 bank: setup
@@ -61,7 +61,7 @@ control: setup
 	$(BIN)/drtl experiment --params configs/control.yaml -S 'aux.exclude=[$(CONTROL_TASK)]'
 	mkdir -p reports/control
 	cp outputs/control/reports/results.csv outputs/control/reports/results.md outputs/control/reports/comparisons.csv reports/control/
-	cp outputs/control/relation/graphs/k1_s0/ranking.csv reports/control/ranking_k1_s0.csv
+	cp outputs/control/relation/drtl_k1_s0/graphs/k1_s0/ranking.csv reports/control/ranking_k1_s0.csv
 	@cat reports/control/results.md; head -6 reports/control/ranking_k1_s0.csv
 
 # The MLflow UI browser test (tests/test_mlflow_ui.py) drives Debian's chromium through Playwright

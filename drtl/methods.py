@@ -78,7 +78,8 @@ class Method:
     fine-tuned on the K shots (one run per K and seed) or on every pool pair (one run per seed,
     repeated for every K in the table); ``budget``: the ``finetune.*`` param with its number of
     steps (``iterations``, or ``ceiling_iterations`` for the ceilings' long budget); ``default``:
-    in the default profile's table (``experiment.methods`` of drtl.config.DEFAULTS).
+    in the default profile's table (``experiment.methods`` of drtl.config.DEFAULTS); ``drtl``: a DRTL
+    row (relation-weighted over the bank), whose lead over its twin is the report's headline.
     """
 
     name: str
@@ -89,6 +90,7 @@ class Method:
     per_shot: bool = True
     budget: str = "iterations"
     default: bool = True
+    drtl: bool = False
 
     def name_for(self, shots, seed) -> str:
         return run_name(self.name, shots if self.per_shot else None, seed)
@@ -105,7 +107,15 @@ META_INIT = ("meta", "init")  # meta.init: 'pretrain' (meta-transfer from unifor
 
 RELATIONS: dict[str, Relation] = {r.key: r for r in (
     Relation("drtl", "the profile's relation (relation.similarity, relation.fitted)"),
+    Relation("fitted_only", "all weight on the camera-fitted task (no relation)", similarity="fitted", fitted=True),
+    Relation("uniform_fitted", "the fitted task in the bank, every task the same weight", similarity="uniform",
+             fitted=True),
+    Relation("drn_fitted", "the paper's DRN relation over the bank and the fitted task", similarity="drn", fitted=True),
 )}
+
+# the continuation of the uniform model by pretrain.drtl_continue steps (DRTL-Pre's recipe), with the
+# weights of a relation variant (or uniform: the equal-budget twin)
+_CONTINUED = dict(init="pretrain_uniform", init_param=DRTL_CONTINUE)
 
 SOURCES: dict[str, Source] = {s.key: s for s in (
     Source("pretrain_uniform", "pretrain", "uniform", label="uniform multi-task pre-training"),
@@ -118,6 +128,14 @@ SOURCES: dict[str, Source] = {s.key: s for s in (
     Source("pretrain_more", "pretrain", "more",
            label="uniform pre-training continued for the meta-training's compute (equal-compute control)",
            init="pretrain_uniform"),
+    Source("pretrain_uni_cont", "pretrain", "uni_cont", label="DRTL-Pre's continuation on uniform weights (its twin)",
+           **_CONTINUED),
+    Source("pretrain_fitted_only", "pretrain", "fitted_only", relation="fitted_only",
+           label="DRTL-Pre's continuation on the fitted task alone", **_CONTINUED),
+    Source("pretrain_uniform_fitted", "pretrain", "uniform_fitted", relation="uniform_fitted",
+           label="DRTL-Pre's continuation, the fitted task in the bank at uniform weight", **_CONTINUED),
+    Source("pretrain_drn_fitted", "pretrain", "drn_fitted", relation="drn_fitted",
+           label="DRTL-Pre's continuation with the paper's DRN relation over the bank and the fitted task", **_CONTINUED),
 )}
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -125,10 +143,19 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("scratch", "trained from scratch on the K pairs"),
     Method("pretrain", "uniform pre-training + fine-tuning", init="pretrain_uniform"),
     Method("maml", "MAML (meta-transfer from uniform pre-training) + fine-tuning", init="meta_maml"),
-    Method("drtl_pre", "DRTL-Pre + fine-tuning", init="pretrain_drtl"),
-    Method("drtl_meta", "DRTL-Meta (meta-transfer from uniform pre-training) + fine-tuning", init="meta_drtl"),
+    Method("drtl_pre", "DRTL-Pre + fine-tuning", init="pretrain_drtl", drtl=True),
+    Method("drtl_meta", "DRTL-Meta (meta-transfer from uniform pre-training) + fine-tuning", init="meta_drtl",
+           drtl=True),
     Method("pretrain_more", "uniform pre-training + the meta-steps' compute as plain steps (control for maml)",
            init="pretrain_more", default=False),
+    Method("uni_cont", "DRTL-Pre's twin: the uniform model continued as long, on uniform weights + fine-tuning",
+           init="pretrain_uni_cont", default=False),
+    Method("fitted_only", "the uniform model continued on the camera-fitted task alone + fine-tuning",
+           init="pretrain_fitted_only", default=False),
+    Method("uniform_fitted", "the uniform model continued with the fitted task in the bank, uniform weights "
+           "+ fine-tuning", init="pretrain_uniform_fitted", default=False),
+    Method("drn_fitted", "DRTL-Pre with the paper's DRN relation over the bank and the fitted task + fine-tuning",
+           init="pretrain_drn_fitted", default=False, drtl=True),
     Method("upper_bound", "ceiling: every pool pair, long budget (init: finetune.upper_bound_init)",
            init_param="upper_bound_init", per_shot=False, budget="ceiling_iterations"),
     Method("scratch_all", "ceiling from scratch: every pool pair, the same long budget", per_shot=False,
@@ -148,18 +175,22 @@ STAGE_VARIANTS: dict[str, tuple[str, ...]] = {
 TRAINED_METHODS: tuple[str, ...] = tuple(m.name for m in METHODS.values() if m.trains)
 
 
-# The paired comparisons of the report (drtl.stats): each DRTL row against its twin, meta-learning
-# against its equal-compute control, transfer against scratch, one pair + DRTL against the ceilings.
+# The paired comparisons of the report (drtl.stats): each DRTL row against its equal-budget twins
+# (TWINS) and against the relation-free fitted task; meta-learning against its equal-compute
+# control; the fitted task's own gain; transfer against scratch; one pair + DRTL against the ceilings.
 COMPARISONS: tuple[tuple[str, str], ...] = (
-    ("drtl_pre", "pretrain"), ("drtl_meta", "maml"), ("maml", "pretrain_more"), ("drtl_meta", "pretrain_more"),
-    ("pretrain", "scratch"), ("drtl_pre", "bicubic"), ("drtl_pre", "scratch_all"), ("drtl_meta", "scratch_all"),
-    ("upper_bound", "scratch_all"),
+    ("drtl_pre", "uni_cont"), ("drtl_pre", "pretrain"), ("drtl_pre", "fitted_only"), ("drtl_pre", "uniform_fitted"),
+    ("drtl_meta", "maml"), ("drtl_meta", "pretrain_more"), ("drtl_meta", "fitted_only"), ("maml", "pretrain_more"),
+    ("drn_fitted", "uni_cont"), ("drn_fitted", "fitted_only"), ("fitted_only", "uni_cont"),
+    ("uniform_fitted", "uni_cont"), ("pretrain", "scratch"), ("drtl_pre", "bicubic"), ("drtl_pre", "scratch_all"),
+    ("drtl_meta", "scratch_all"), ("upper_bound", "scratch_all"),
 )
 
-# the relation-weighted rows (their fine-tuning starts from a weighted source) and each one's twin: the
-# first row it is compared with in COMPARISONS that is not the baseline (the headline of a report)
-WEIGHTED_METHODS: tuple[str, ...] = tuple(m.name for m in METHODS.values() if m.init and SOURCES[m.init].weighted)
-TWINS: dict[str, str] = {a: next(b for x, b in COMPARISONS if x == a and b != BASELINE) for a in WEIGHTED_METHODS}
+# the DRTL rows and each one's equal-budget twins, in order of preference (the headline of a report
+# takes the first the table holds: uni_cont when DRTL-Pre continues the uniform model, else pretrain)
+DRTL_METHODS: tuple[str, ...] = tuple(m.name for m in METHODS.values() if m.drtl)
+TWINS: dict[str, tuple[str, ...]] = {"drtl_pre": ("uni_cont", "pretrain"), "drtl_meta": ("maml", "pretrain_more"),
+                                     "drn_fitted": ("uni_cont",)}
 
 
 def get_method(name: str) -> Method:

@@ -107,7 +107,7 @@ class FittedOnly(Similarity):
         import numpy as np
 
         fitted = cell.fitted_mask()
-        return Scored(np.where(fitted, 0.0, -np.inf), 1.0, fitted.astype(float))
+        return Scored(np.where(fitted, 0.0, -1e9), 1.0, fitted.astype(float))  # exp(-1e9) is exactly 0
 
 
 SIMILARITIES: dict[str, Similarity] = {s.name: s for s in (DRN(), Reproduction(), Joint(), Expert(), Uniform(),

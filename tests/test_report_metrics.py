@@ -35,13 +35,26 @@ def test_metrics_json_is_the_headline_per_k(tmp_path):
     assert r["metrics"]["drtl_pre_k5_psnr_y"] == 31.2 and r["metrics"]["scratch_k1_psnr_y"] == 29.9  # every row, flat
     agg = (tmp_path / "reports" / "aggregate.csv").read_text()
     assert "scratch,1," in agg and "maml,5," in agg  # the full table
+    # with its equal-budget twin uni_cont in the table, DRTL-Pre is compared with it, not with pretrain
+    e = tmp_path / "uni_cont_5_0.json"
+    e.write_text(json.dumps({"method": "uni_cont", "shots": 5, "seed": 0, "psnr_y": 31.9, "ssim_y": 0.9}))
+    evals = [x for x in evals if "drtl_meta" not in x.name] + [e]
+    m = report(evals, tmp_path / "reports2", [1, 5])["headline"]
+    assert m["k5"]["drtl_row"] == "drtl_pre" and m["k5"]["twin_row"] == "uni_cont"
+    assert m["k5"]["drtl_minus_twin"] == pytest.approx(31.2 - 31.9)
 
 
 def test_twins_come_from_the_registry():
-    from drtl.methods import COMPARISONS, TWINS, WEIGHTED_METHODS
+    from drtl.methods import COMPARISONS, DRTL_METHODS, METHODS, SOURCES, TWINS
 
-    assert set(TWINS) == set(WEIGHTED_METHODS) == {"drtl_pre", "drtl_meta"}
-    assert all((a, b) in COMPARISONS for a, b in TWINS.items())
+    assert set(TWINS) == set(DRTL_METHODS) == {"drtl_pre", "drtl_meta", "drn_fitted"}
+    assert all((a, b) in COMPARISONS for a, twins in TWINS.items() for b in twins)
+    # every DRTL row and its first twin start from the same model and train as long (equal budget)
+    for a, twins in TWINS.items():
+        sa, sb = SOURCES[METHODS[a].init], SOURCES[METHODS[twins[0]].init]
+        assert (sa.init, sa.init_param, sa.stage) == (sb.init, sb.init_param, sb.stage), (a, twins[0])
+    # the relation-free rows are compared with each DRTL-Pre row
+    assert {("drtl_pre", "fitted_only"), ("drn_fitted", "fitted_only"), ("drtl_meta", "fitted_only")} <= set(COMPARISONS)
 
 
 def test_offline_plot_template():

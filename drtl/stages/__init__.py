@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from drtl.config import section
-from drtl.methods import BASELINE, RELATIONS, STAGE_VARIANTS, TRAINED_METHODS
+from drtl.methods import BASELINE, DRTL_CONTINUE, RELATIONS, SOURCES, STAGE_VARIANTS, TRAINED_METHODS
 from drtl.similarity import DRN_KEYS, EXPERT_KEYS, SIMILARITIES, bank_unread
 
 
@@ -156,8 +156,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("pretrain", "drtl.stages.train:pretrain_stage",
           "multi-task pre-training (uniform, DRTL-Pre, or the equal-compute control 'more')",
           reads=("arch", "pretrain", "meta", "target.scale", "device"),
-          unread={"uniform": ("meta", "pretrain.drtl_continue"), "drtl": ("meta",),
-                  "more": ("pretrain.drtl_continue",)},
+          unread={"uniform": ("meta", "pretrain.drtl_continue"), "more": ("pretrain.drtl_continue",),
+                  **{s.variant: ("meta",) for s in SOURCES.values() if s.init_param == DRTL_CONTINUE}},
           args=(Arg("method", "str", required=True, choices=STAGE_VARIANTS["pretrain"]), _SHOTS, _SEED, _SYNTH, _REL,
                 _INIT),
           artifacts=("model.pt",), product="model.pt", folder="pretrain", resources="gpu"),

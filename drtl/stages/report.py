@@ -68,7 +68,7 @@ def report(eval_paths: list[str | Path], out: str | Path, expand_shots: list[int
 
 def headline_metrics(agg: pd.DataFrame) -> dict:
     """``{"k<K>": {...}}``, per K: ``drtl`` (the mean PSNR-Y of the best relation-weighted row,
-    named in ``drtl_row``), ``twin`` (that row's twin, :data:`drtl.methods.TWINS`, named in
+    named in ``drtl_row``), ``twin`` (that row's twin, the first of :data:`drtl.methods.TWINS` the table holds, named in
     ``twin_row``), ``bicubic``, ``drtl_minus_twin``, ``drtl_minus_bicubic`` and ``n_seeds``; a K
     without a weighted row (or its twin, or bicubic) leaves those keys out. Flat per K, so
     ``dvc metrics show`` prints a few columns (``k5.drtl_minus_twin``)."""
@@ -80,8 +80,9 @@ def headline_metrics(agg: pd.DataFrame) -> dict:
         if rows:
             best = max(rows, key=lambda m: psnr[(m, k)][0])
             row.update(drtl_row=best, drtl=psnr[(best, k)][0], n_seeds=psnr[(best, k)][1])
-            if (TWINS[best], k) in psnr:
-                row.update(twin_row=TWINS[best], twin=psnr[(TWINS[best], k)][0])
+            twin = next((t for t in TWINS[best] if (t, k) in psnr), None)
+            if twin is not None:
+                row.update(twin_row=twin, twin=psnr[(twin, k)][0])
                 row["drtl_minus_twin"] = round(row["drtl"] - row["twin"], 4)
         if (BASELINE, k) in psnr:
             row["bicubic"] = psnr[(BASELINE, k)][0]

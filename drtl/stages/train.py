@@ -28,7 +28,7 @@ from drtl.data.folder import load_pairs, manifest_column
 from drtl.data.patches import PairSampler, split_rows
 from drtl.errors import ConfigError, DataError
 from drtl.io import write_text
-from drtl.methods import METHODS, STAGE_VARIANTS, TRAINED_METHODS, source_for
+from drtl.methods import DRTL_CONTINUE, METHODS, STAGE_VARIANTS, TRAINED_METHODS, source_for
 from drtl.stages.shots import load_weights, run_key, shot_names
 from drtl.train import MetaConfig, TrainConfig, finetune, maml_train, pretrain
 
@@ -199,8 +199,8 @@ def pretrain_stage(params: dict, inputs: dict, out: Path, on_log=None) -> dict:
         if not inputs.get("init"):
             raise ConfigError("pretrain --method more continues a uniform pre-training: give --init MODEL")
         section = control_section(params["pretrain"], params["meta"])
-    elif method == source_for("pretrain", "drtl").variant and inputs.get("init"):  # pretrain.drtl_continue > 0
-        section = {**section, "iterations": int(section["drtl_continue"])}
+    elif source_for("pretrain", method).init_param == DRTL_CONTINUE and inputs.get("init"):  # drtl_continue > 0
+        section = {**section, "iterations": int(section["drtl_continue"])}  # DRTL-Pre's continuation (or a twin's)
     return pretrain_run(method, inputs.get("synth") or Path(params["outputs"]) / "synth",
                         inputs.get("relation"), out, params["arch"], scale, section, seed, shots, device,
                         on_log, inputs.get("init"))
