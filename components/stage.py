@@ -41,6 +41,7 @@ ARTIFACT_SLOTS = ("dataset", "synth", "bank", "relation", "init", "model")
 
 
 def run_stage(stage: str, params: str, out: Output[Artifact], name: str = "", method: str = "", parts: str = "",
+              group: str = "",
               shots: int = -1, seed: int = -1, source: str = "", sample: str = "", links: str = "{}",
               cells: list = [], evals: list = [], dataset: Optional[Input[Artifact]] = None,
               synth: Optional[Input[Artifact]] = None, bank: Optional[Input[Artifact]] = None,
@@ -79,7 +80,7 @@ def run_stage(stage: str, params: str, out: Output[Artifact], name: str = "", me
                 yield json.loads(x) if isinstance(x, str) else x
 
     slots = {"dataset": dataset, "synth": synth, "bank": bank, "relation": relation, "init": init, "model": model}
-    given = {"method": method or None, "parts": parts or None, "shots": shots if shots >= 0 else None, "seed": seed if seed >= 0 else None,
+    given = {"method": method or None, "parts": parts or None, "group": group or None, "shots": shots if shots >= 0 else None, "seed": seed if seed >= 0 else None,
              "source": source or None, "sample": sample or None}
     for key, (slot, rel) in json.loads(links).items():
         given[key] = str(Path(slots[slot].path) / rel) if rel else slots[slot].path

@@ -40,7 +40,7 @@ def test_meta_training_starts_from_the_uniform_pretrained_model():
     assert "pretrain/uniform_s0" not in cold and "init" not in cold["metatrain/maml_s0"].inputs
     # the control always continues the uniform model; upper_bound can start from any K-free source
     assert source_init(SOURCES["pretrain_more"], {"meta": {"init": "scratch"}}) is SOURCES["pretrain_uniform"]
-    assert set(UPPER_BOUND_INITS) == {"scratch", "pretrain", "maml", "pretrain_more"}
+    assert set(UPPER_BOUND_INITS) == {"scratch", "pretrain", "maml", "pretrain_more", "uni_cont"}
 
 
 def test_control_section_matches_the_meta_compute():
@@ -119,7 +119,7 @@ def test_headroom_ranks_families_on_a_validation_split(sample, tmp_path):
     assert json.loads((tmp_path / "headroom" / "headroom.json").read_text()) == summary
 
     # --groups: a subset; the pre-trained models are reused only for the same budget and bank
-    jpeg = tmp_path / "headroom" / "pretrain" / "jpeg.pt"
+    jpeg = tmp_path / "pretrain" / "headroom_jpeg" / "model.pt"
     before = jpeg.stat().st_mtime_ns
     sub = headroom(p, echo=lambda line: None, groups=["uniform", "jpeg"])
     assert sub["k1"]["best"] == "jpeg" and jpeg.stat().st_mtime_ns == before

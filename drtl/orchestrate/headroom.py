@@ -5,8 +5,11 @@ uniform mixture (or only the ``groups`` asked for), with the params' pre-trainin
 ``target.pool`` with the params' fine-tuning budget; evaluate on ``target.test``. Run it on a
 *validation split* of the pool (e.g. shots from City100 001-005, evaluation on 006-010), never on
 the test pairs. The report gives the spread between the best and the worst family, and the
-Spearman correlation between this ranking and the weight the DRN gives each family (summed relation
-weights for the same K shots), written to ``<outputs>/headroom/``.
+Spearman correlation between this ranking and the weight the relation gives each family (summed
+relation weights for the same K shots), written to ``<outputs>/headroom/``. Every run (the group
+pre-trainings ``pretrain/headroom_<group>``, their fine-tunings and evaluations) is a plan run of the
+executor of ``drtl experiment``: resumable and keyed by content, so a run is reused only by a run
+with the same inputs.
 
     drtl headroom --params configs/city100_x2_val.yaml
 """
@@ -18,59 +21,77 @@ from pathlib import Path
 
 import pandas as pd
 
+from drtl.methods import BASELINE
+
+
+def headroom_runs(params: dict, groups: list[str]) -> tuple[list, dict]:
+    """The plan of the headroom: validation, tasks, bank, the relation of every (K, seed), one
+    pre-training per group (``pretrain --group``: w = 1 on the family's tasks, all 1 for
+    ``uniform``), and per (group, K, seed) a fine-tuning and an evaluation. Returns (runs,
+    {(group, K, seed): the evaluation run, and (K, seed): the relation run})."""
+    from dataclasses import replace
+
+    from drtl.methods import SOURCES
+    from drtl.plan import (Run, bank_run, cells, evaluate_run, finetune_run, relation_needs, relation_run, roots,
+                           source_run, synthesize_run, validate_run)
+    from drtl.methods import METHODS
+    from drtl.similarity import bank_parts
+
+    r = roots(params)
+    needs = relation_needs("drtl", params)
+    runs = [validate_run(r), synthesize_run(r), *([bank_run(r, bank_parts(needs))] if needs else [])]
+    at: dict = {}
+    for k, s in cells(params):
+        at[(k, s)] = relation_run(r, "drtl", k, s, params)
+        runs.append(at[(k, s)])
+    for group in groups:
+        pre = source_run(r, SOURCES["pretrain_uniform"], None, 0, params)
+        name = f"headroom_{group}"
+        pre = replace(pre, name=name, out=r.folder("pretrain", name), inputs={**pre.inputs, "group": group}, group="")
+        runs.append(pre)
+        for k, s in cells(params):
+            ft = finetune_run(r, METHODS["pretrain"], k, s, params)
+            name = f"headroom_{group}_k{k}_s{s}"
+            ft = replace(ft, name=name, out=r.folder("finetune", name), inputs={**ft.inputs, "init": f"{pre.out}/model.pt"},
+                         deps=(pre.id,), group="")
+            ev = evaluate_run(r, METHODS[BASELINE], k, s, params)
+            ev = Run("evaluate", name, r.folder("evaluate", name), {**ev.inputs, "method": group, "shots": k,
+                                                                    "model": f"{ft.out}/model.pt"}, (ft.id,))
+            runs += [ft, ev]
+            at[(group, k, s)] = ev
+    return runs, at
+
 
 def headroom(params: dict, echo=print, groups: list[str] | None = None) -> dict:
     from drtl.config import apply_threads
     from drtl.errors import ConfigError
     from drtl.io import write_text
-    from drtl.modelio import save_model
     from drtl.orchestrate.experiment import run_plan
-    from drtl.records import sha256_json
-    from drtl.plan import bank_run, cells, relation_needs, relation_run, roots, synthesize_run, validate_run
-    from drtl.similarity import bank_parts
-    from drtl.stages.evaluate import run as evaluate
+    from drtl.plan import cells, roots, synthesize_run, validate_run
     from drtl.stages.synthesize import load_synth
-    from drtl.stages.train import finetune_run, group_model
 
     apply_threads(params)
     r = roots(params)
-    rels = {(k, s): relation_run(r, "drtl", k, s, params) for k, s in cells(params)}
-    needs = relation_needs("drtl", params)
-    run_plan(params, [validate_run(r), synthesize_run(r), *([bank_run(r, bank_parts(needs))] if needs else []),
-                      *rels.values()], echo)  # the executor of drtl experiment: resumable, cached
-    out = Path(params["outputs"]) / "headroom"
-    tasks, pairs, _ = load_synth(r.folder("synthesize"), "train")
-    fams = list(dict.fromkeys(t.family for t in tasks))
-    scale = int(params["target"]["scale"])
-    fp = Path(r.folder("synthesize")) / "fingerprint.json"
-    synth_key = fp.read_text() if fp.is_file() else None
-    known = ["uniform", *fams]
+    run_plan(params, [validate_run(r), synthesize_run(r)], echo)  # the families of the bank
+    tasks, _, _ = load_synth(r.folder("synthesize"), "train")
+    known = ["uniform", *dict.fromkeys(t.family for t in tasks)]
     bad = sorted(set(groups or ()) - set(known))
     if bad:
         raise ConfigError(f"headroom --groups: unknown {', '.join(bad)}; choose from {', '.join(known)}")
+    chosen = [g for g in known if not groups or g in groups]
+    runs, at = headroom_runs(params, chosen)
+    run_plan(params, runs, echo)  # the executor of drtl experiment: resumable, keyed by content
     rows = []
-    for group in [g for g in known if not groups or g in groups]:
-        w = [1.0 if group in ("uniform", t.family) else 0.0 for t in tasks]
-        model_path, key_path = out / "pretrain" / f"{group}.pt", out / "pretrain" / f"{group}.json"
-        key = sha256_json({"group": group, "pretrain": params["pretrain"], "arch": params["arch"], "scale": scale,
-                           "device": params["device"], "synth": synth_key})
-        if not (model_path.is_file() and key_path.is_file() and key_path.read_text() == key):
-            model = group_model(pairs, w, params["arch"], params["pretrain"], scale, params["device"])
-            save_model(model_path, model, {"stage": "pretrain", "method": f"headroom_{group}"})
-            write_text(key_path, key)  # reused only by a run with the same budget, arch and bank
-        for k in params["experiment"]["shots"]:
-            for s in params["experiment"]["seeds"]:
-                ft = out / "finetune" / f"{group}_k{k}_s{s}"
-                finetune_run("pretrain", r.pool, ft, params["arch"], scale, params["finetune"], int(k), int(s),
-                             init=model_path, device=params["device"])
-                ev = evaluate(params, {"method": group, "data": r.test, "model": str(ft / "model.pt")}, None)
-                rel = json.loads((Path(rels[(int(k), int(s))].out) / "relation.json").read_text())
-                fw = rel.get("family_weight", {}).get(f"k{k}_s{s}", {}).get(group)
-                rows.append({"pretrained_on": group, "shots": int(k), "seed": int(s), "psnr_y": ev["psnr_y"],
-                             "family_weight": fw})
-                echo(f"headroom {group:>14} K={k} s{s}: {ev['psnr_y']:.3f} dB (DRN family weight {fw})")
+    for group in chosen:
+        for k, s in cells(params):
+            ev = json.loads((Path(at[(group, k, s)].out) / "eval.json").read_text())
+            rel = json.loads((Path(at[(k, s)].out) / "relation.json").read_text())
+            fw = rel.get("family_weight", {}).get(f"k{k}_s{s}", {}).get(group)
+            rows.append({"pretrained_on": group, "shots": k, "seed": s, "psnr_y": ev["psnr_y"], "family_weight": fw})
+            echo(f"headroom {group:>14} K={k} s{s}: {ev['psnr_y']:.3f} dB (relation family weight {fw})")
+    out = Path(params["outputs"]) / "headroom"
     df = pd.DataFrame(rows)
-    df.to_csv(out / "headroom.csv", index=False, float_format="%.4f")
+    write_text(out / "headroom.csv", df.to_csv(index=False, float_format="%.4f"))
     summary = summarise(df)
     write_text(out / "headroom.json", json.dumps(summary, indent=1) + "\n")
     echo(json.dumps(summary, indent=1))

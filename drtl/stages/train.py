@@ -87,14 +87,21 @@ def _samplers(pairs_per_task, scale, patch, what):
         raise ConfigError(f"{what}.lr_patch={patch}: {exc}") from None
 
 
-def _aux_tasks(stage: str, method: str, synth, relation_dir, shots, seed):
+def _aux_tasks(stage: str, method: str, synth, relation_dir, shots, seed, group: str | None = None):
     """(task names, pairs per task, weights or None for uniform): the bank's training pairs, plus the
-    camera-fitted task when the relation stage weighed one (``relation.fitted``)."""
+    camera-fitted task when the relation stage weighed one (``relation.fitted``). ``group``: a task
+    family (w = 1 on its tasks, 0 elsewhere; ``uniform``: every task), for ``drtl headroom``."""
     from drtl.relation.fitted import with_fitted
     from drtl.stages.synthesize import load_synth  # degradations + scipy: not needed by finetune
 
     tasks, pairs, _ = load_synth(synth, "train")
     names = [t.name for t in tasks]
+    if group is not None:
+        w = [1.0 if group in ("uniform", t.family) else 0.0 for t in tasks]
+        if not any(w):
+            raise ConfigError(f"--group {group!r}: no task of that family in {synth}; "
+                              f"families: {', '.join(dict.fromkeys(t.family for t in tasks))}")
+        return names, pairs, w
     if not source_for(stage, method).weighted:
         return names, pairs, None
     if shots is None:
@@ -117,12 +124,12 @@ def group_model(pairs, weights, arch: dict, section: dict, scale: int, device: s
 
 
 def pretrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int, section: dict, seed: int,
-                 shots: int | None = None, device: str = "cpu", on_log=None, init=None) -> dict:
+                 shots: int | None = None, device: str = "cpu", on_log=None, init=None, group: str | None = None) -> dict:
     """Multi-task pre-training on the auxiliary tasks; ``method`` is 'uniform', 'drtl' or 'more'
     (uniform, continued from ``init``; the caller passes :func:`control_section`)."""
     if method not in STAGE_VARIANTS["pretrain"]:
         raise ConfigError(f"pretrain method must be one of {', '.join(STAGE_VARIANTS['pretrain'])}, got {method!r}")
-    names, pairs, w = _aux_tasks("pretrain", method, synth, relation_dir, shots, seed)
+    names, pairs, w = _aux_tasks("pretrain", method, synth, relation_dir, shots, seed, group)
     cfg = train_config(section, seed, device)
     model = _start_model(arch, scale, seed, init)
     out = Path(out)
@@ -130,7 +137,7 @@ def pretrain_run(method: str, synth, relation_dir, out, arch: dict, scale: int, 
                     tasks_per_step=section.get("tasks_per_step"), ckpt_path=_ckpt(out, cfg), on_log=on_log)
     recipe = {"stage": "pretrain", "method": method, "shots": shots, "seed": seed, "train": cfg.to_dict(),
               "tasks": names, "weights": w, "tasks_per_step": section.get("tasks_per_step"),
-              "init": str(init) if init else None}
+              "init": str(init) if init else None, **({"group": group} if group else {})}
     _save(out, model.cpu(), recipe, hist)
     return {"final_loss": float(hist["loss"][-1]) if hist.get("loss") else None}
 
@@ -201,9 +208,11 @@ def pretrain_stage(params: dict, inputs: dict, out: Path, on_log=None) -> dict:
         section = control_section(params["pretrain"], params["meta"])
     elif source_for("pretrain", method).init_param == DRTL_CONTINUE and inputs.get("init"):  # drtl_continue > 0
         section = {**section, "iterations": int(section["drtl_continue"])}  # DRTL-Pre's continuation (or a twin's)
+    if inputs.get("group") and method != source_for("pretrain", "uniform").variant:
+        raise ConfigError(f"pretrain --group goes with --method uniform (fixed family weights), not {method!r}")
     return pretrain_run(method, inputs.get("synth") or Path(params["outputs"]) / "synth",
                         inputs.get("relation"), out, params["arch"], scale, section, seed, shots, device,
-                        on_log, inputs.get("init"))
+                        on_log, inputs.get("init"), inputs.get("group"))
 
 
 def metatrain_stage(params: dict, inputs: dict, out: Path, on_log=None) -> dict:
