@@ -211,3 +211,12 @@ def test_sample_pool_covers_its_photos_and_never_shares_one(tmp_path, monkeypatc
     aux_a, aux_b = hr_paths(tmp_path / "a" / "aux_hr"), hr_paths(tmp_path / "b" / "aux_hr")
     assert [n for n, _ in aux_a] == [n for n, _ in aux_b]
     assert all(x.read_bytes() == y.read_bytes() for (_, x), (_, y) in zip(aux_a, aux_b))
+
+
+def test_every_sample_pair_passes_validation(tiny_sample):
+    """The sample generator redraws a crop whose degraded pair the validation would refuse as
+    misregistered, so a sample of any size passes validation (here the tests' 64 px sample)."""
+    from drtl.data.validate import validate_folder
+
+    assert validate_folder(tiny_sample / "test", 2)["success"]
+    assert validate_folder(tiny_sample / "pool", 2, tiny_sample / "test")["success"]

@@ -70,6 +70,14 @@ def _crops(img: np.ndarray, size: int, n: int, rng: np.random.Generator) -> list
     return out
 
 
+def _registers(lr: np.ndarray, hr: np.ndarray, scale: int) -> bool:
+    """Whether the validation stage would accept the pair's registration (drtl.data.registration)."""
+    from drtl.data.registration import FAIL_CORRELATION, FAIL_SHIFT_PX, check_pair
+
+    r = check_pair(lr, hr, scale)
+    return not r["reliable"] or (r["shift_px"] <= FAIL_SHIFT_PX and r["correlation"] >= FAIL_CORRELATION)
+
+
 def make_sample(out: str | Path, scale: int = 2, seed: int = 0, hr_size: int = 128,
                 pool_size: int = 12, test_size: int = 6, aux_crops: int = 2, aux_size: int = 192) -> dict:
     """Build the sample dataset under ``out``; returns counts and paths."""
@@ -83,9 +91,16 @@ def make_sample(out: str | Path, scale: int = 2, seed: int = 0, hr_size: int = 1
     def target_pairs(photos, n, prefix):
         per = [n // len(photos) + (i < n % len(photos)) for i in range(len(photos))]
         for photo, k in zip(photos, per):
-            for j, hr in enumerate(_crops(_photo(photo), hr_size, k, rng)):
+            img = _photo(photo)
+            for j, hr in enumerate(_crops(img, hr_size, k, rng)):
                 hr = modcrop(hr, scale)
-                yield f"{prefix}_{photo}_{j:02d}", camera_degradation(hr, scale, rng), hr
+                lr = camera_degradation(hr, scale, rng)
+                for _ in range(20):  # a pair the validation would refuse (misregistered) is drawn again
+                    if _registers(lr, hr, scale):
+                        break
+                    hr = modcrop(_crops(img, hr_size, 1, rng)[0], scale)
+                    lr = camera_degradation(hr, scale, rng)
+                yield f"{prefix}_{photo}_{j:02d}", lr, hr
 
     def aux_images():
         for photo in AUX_PHOTOS:
