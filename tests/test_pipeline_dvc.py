@@ -173,16 +173,19 @@ def test_dvc_repro_end_to_end(tiny_dvc):
     assert f'"iterations": {load_params(TINY)["finetune"]["iterations"] + 1}' in shown
     assert '"k1": {"drtl_row": ' in shown
 
-    # ablations touch only what reads them: a relation temperature -> the relations and the weighted
-    # runs downstream; a key the profile's similarity does not read (drn: tau_db) -> nothing; one
-    # more K -> that K's runs (and the report, which lists the shots)
+    # ablations touch only what reads them (`dvc status`: the stages whose own deps or params changed;
+    # then everything downstream of them in the DAG): a relation temperature -> the relation runs
+    # and the weighted runs after them; a key the profile's similarity does not read (drn: tau_db)
+    # -> nothing; one more K -> that K's runs (and the report, which lists the shots)
     weighted = ("relation_drtl@", "pretrain_drtl@", "metatrain_drtl@", "finetune_drtl_pre@", "finetune_drtl_meta@",
                 "evaluate_drtl_pre@", "evaluate_drtl_meta@")
     changed = status_after(root, "relation.tau=0.2")
-    assert changed == {f"{g}{k}-0" for g in weighted for k in (1, 2)} | {"report"}, sorted(changed)
+    assert changed == {"relation_drtl@1-0", "relation_drtl@2-0"}, sorted(changed)
+    assert touched(root, changed) == {f"{g}{k}-0" for g in weighted for k in (1, 2)} | {"report", "track"}
     assert status_after(root, "relation.tau_db=0.2") == set()
     more = status_after(root, "experiment.shots=[1, 2, 3]")
-    assert {s for s in more if s.endswith("@3-0")} and all(s.endswith("@3-0") or s == "report" for s in more), more
+    assert "relation_drtl@3-0" in more and "pretrain_uniform@0" not in more
+    assert all(s.endswith("@3-0") for s in touched(root, more) - {"report", "track"}), sorted(touched(root, more))
 
 
 def status_after(root, override: str) -> set[str]:
@@ -203,6 +206,20 @@ def status_after(root, override: str) -> set[str]:
     finally:
         f.write_text(before)
     return {k.split(":")[-1] for k in out if k not in ("track",) and not k.endswith(".dvc")}
+
+
+def touched(root, changed: set[str]) -> set[str]:
+    """``changed`` and every stage downstream of them in `dvc dag` (what `dvc repro` re-runs when
+    their outputs change)."""
+    edges = re.findall(r'"([^"]+)"\s*->\s*"([^"]+)"', dvc(root, "dag", "--dot").stdout)
+    out, todo = set(changed), list(changed)
+    while todo:
+        node = todo.pop()
+        for a, b in edges:
+            if a == node and b not in out:
+                out.add(b)
+                todo.append(b)
+    return out
 
 
 def _check_tracked(root, n_stage_runs: int) -> None:
