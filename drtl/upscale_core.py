@@ -280,6 +280,12 @@ def _fused_cpu_forward(model: nn.Module):
 
     def forward(x: torch.Tensor, edges: tuple[bool, bool, bool, bool] = (True, True, True, True)) -> torch.Tensor:
         xc = x.contiguous(memory_format=cl)
+        if xc.shape[0] == 1 and xc.stride(0) != xc.numel():
+            # a batch of one whose stride is not H*W*C (e.g. a permuted HWC image, unsqueezed):
+            # torch takes such strides for NCHW, and oneDNN would run every conv in NCHW with a
+            # reorder in and out of its blocked layout (1.3x slower per tile); the stride of a
+            # size-1 dimension is never used, so this is the same tensor, read as channels_last
+            xc = xc.as_strided(xc.shape, (xc.numel(), *xc.stride()[1:]))
         mean = model.mean.to(dtype=x.dtype)
         feat = conv(model.conv_first.weight, model.conv_first.bias, (xc - mean) * img_range)
         h = feat

@@ -307,6 +307,20 @@ def test_fused_cpu_forward_matches_the_model(cfg):
     assert (y - ref).abs().max().item() < 1e-5
 
 
+def test_fused_forward_reads_a_permuted_hwc_tile_as_channels_last(m2, rng):
+    """A tile cut from an HWC image, permuted then unsqueezed (batch stride 3, which torch reads as
+    NCHW), runs the same channels_last kernels as the canonical channels_last tensor."""
+    from drtl.upscale_core import _fused_cpu_forward
+
+    fused = _fused_cpu_forward(m2)
+    hwc = torch.from_numpy(rand_img(rng, 30, 41)).float().div_(255.0)
+    odd = hwc.permute(2, 0, 1).unsqueeze(0)
+    assert odd.stride(0) == 3
+    canonical = hwc.unsqueeze(0).permute(0, 3, 1, 2)
+    with torch.inference_mode():
+        assert torch.equal(fused(odd), fused(canonical))
+
+
 def test_fused_path_tiled_equals_untiled_bitwise(m2, rng):
     img = rand_img(rng, 70, 90)
     full = upscale_image(m2, img)
