@@ -299,22 +299,75 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
+_BASE = 65521  # adler-32's modulus
+_BAND_POOL: list = []  # one lazily started helper thread that deflates a second band of a PNG
+
+
+def _adler32_combine(a1: int, a2: int, len2: int) -> int:
+    """zlib's ``adler32_combine``: the Adler-32 of s1 + s2 from those of s1 and s2 (len(s2) = ``len2``)."""
+    rem = len2 % _BASE
+    s1 = ((a1 & 0xFFFF) + (a2 & 0xFFFF) + _BASE - 1) % _BASE
+    s2 = (rem * (a1 & 0xFFFF) + (a1 >> 16) + (a2 >> 16) + _BASE - rem) % _BASE
+    return (s2 << 16) | s1
+
+
+def _deflate_band(data: memoryview, level: int, strategy: int, last: bool) -> tuple[bytes, int]:
+    """Raw deflate of one band (ending on a byte boundary unless ``last``) and its Adler-32."""
+    c = zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy)
+    return c.compress(data) + c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH), zlib.adler32(data)
+
+
+def zlib_stream(data: memoryview, level: int = 1, strategy: int = zlib.Z_RLE, bands: int = 2) -> bytes:
+    """A zlib stream of ``data`` whose two halves are deflated at the same time (zlib releases
+    the GIL): raw deflate streams that end on a byte boundary concatenate into one (as pigz does),
+    with the header and the combined Adler-32 around them. Half the wall time on an idle core,
+    the same output size to within a few bytes."""
+    n = len(data)
+    if bands < 2 or n < 1 << 20:
+        return zlib.compress(data, level) if strategy == zlib.Z_DEFAULT_STRATEGY else (
+            b"\x78\x01" + _deflate_band(data, level, strategy, True)[0] + struct.pack(">I", zlib.adler32(data)))
+    if not _BAND_POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _BAND_POOL.append(ThreadPoolExecutor(1, thread_name_prefix="drtl-deflate"))
+    half = n // 2
+    fut = _BAND_POOL[0].submit(_deflate_band, data[half:], level, strategy, True)
+    head, a1 = _deflate_band(data[:half], level, strategy, False)
+    tail, a2 = fut.result()
+    return b"\x78\x01" + head + tail + struct.pack(">I", _adler32_combine(a1, a2, n - half))
+
+
 def png_bytes(arr: np.ndarray, level: int = 1, icc: bytes | None = None, exif: bytes | None = None,
-              text: dict[str, str] | None = None) -> bytes:
+              text: dict[str, str] | None = None, strategy: int = zlib.Z_RLE) -> bytes:
     """A PNG of ``arr`` (HW gray, HWC gray+alpha / RGB / RGBA; uint8 or uint16), every row with
-    PNG's 'Sub' filter (computed with numpy), zlib ``level``. Pillow cannot write 16-bit colour,
-    and at level 1 its encoder (adaptive filters) takes about twice as long for files ~20 %
-    smaller (benchmarks/bench_upscale.py)."""
+    PNG's 'Average' filter (computed with numpy), deflated at zlib ``level`` with ``strategy``
+    (default ``Z_RLE``: runs only, which is where filtered photo data compresses) in two halves
+    at once (:func:`zlib_stream`). Pillow cannot write 16-bit colour; at level 1 its encoder
+    (adaptive filters, full matching) takes about 2.5x as long for files ~15 % smaller
+    (benchmarks/bench_upscale.py)."""
     h, w = arr.shape[:2]
     ch = 1 if arr.ndim == 2 else arr.shape[2]
     depth = 16 if arr.dtype == np.uint16 else 8
     colour = {1: 0, 2: 4, 3: 2, 4: 6}[ch]
     raw = np.ascontiguousarray(arr.astype(">u2") if depth == 16 else arr).view(np.uint8).reshape(h, -1)
     bpp = ch * depth // 8
+    # filter type Average: each byte minus floor((left + up) / 2) (mod 256), left / up the byte one
+    # pixel to the left / one row up (0 beyond the image), the mean without overflow in uint8
+    left = np.zeros_like(raw)
+    left[:, bpp:] = raw[:, :-bpp]
+    up = np.zeros_like(raw)
+    up[1:] = raw[:-1]
+    pred = np.bitwise_and(left, up)
+    pred &= 1
+    left >>= 1
+    up >>= 1
+    pred += left
+    pred += up
+    del left, up
     rows = np.empty((h, raw.shape[1] + 1), np.uint8)
-    rows[:, 0] = 1  # filter type Sub: each byte minus the byte one pixel to the left (mod 256)
-    rows[:, 1 : 1 + bpp] = raw[:, :bpp]
-    np.subtract(raw[:, bpp:], raw[:, :-bpp], out=rows[:, 1 + bpp :])
+    rows[:, 0] = 3
+    np.subtract(raw, pred, out=rows[:, 1:])
+    del pred
     out = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0))]
     if icc:
         out.append(_png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc)))
@@ -322,7 +375,7 @@ def png_bytes(arr: np.ndarray, level: int = 1, icc: bytes | None = None, exif: b
         out.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
     for k, v in (text or {}).items():
         out.append(_png_chunk(b"tEXt", k.encode("latin-1") + b"\x00" + v.encode("latin-1")))
-    out.append(_png_chunk(b"IDAT", zlib.compress(rows.data, level)))
+    out.append(_png_chunk(b"IDAT", zlib_stream(memoryview(rows).cast("B"), level, strategy)))
     out.append(_png_chunk(b"IEND", b""))
     return b"".join(out)
 

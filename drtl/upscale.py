@@ -22,6 +22,7 @@ import os
 import threading
 import time
 import warnings
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,8 @@ from drtl.upscale_core import (DEFAULT_OVERLAP, DEFAULT_TILE, _fused_cpu_forward
 
 DEFAULT_SUFFIX = "_x{scale}"
 DEFAULT_QUALITY = 95
-PNG_LEVEL = 1  # zlib level of PNG outputs (lossless): 0.13 s per 2560x1920 output, the files ~20 % over Pillow's
+PNG_LEVEL = 1  # zlib level of PNG outputs (lossless; drtl.photo.png_bytes)
+PENDING_WRITES = 2  # outputs that may wait for the writer thread while the next image is computed
 _GLOB_CHARS = set("*?[")
 
 
@@ -310,13 +312,12 @@ def upscale_paths(
         except OSError as exc:
             raise DataError(f"{dest}: cannot write ({exc.strerror or exc}); check the output folder") from None
 
-    pending: tuple[Path, Future] | None = None
+    pending: deque[tuple[Path, Future]] = deque()
 
-    def finish_write() -> None:
-        nonlocal pending
-        if pending is not None:
-            dest, fut = pending
-            pending = None
+    def finish_write(keep: int = 0) -> None:
+        """Wait for the oldest queued outputs until ``keep`` are left to the writer."""
+        while len(pending) > keep:
+            dest, fut = pending.popleft()
             for note in fut.result():
                 warnings.warn(f"{dest}: {note}", ImageConversionWarning, stacklevel=3)
             report.written.append(dest)
@@ -338,8 +339,10 @@ def upscale_paths(
                 sr = upscale_image(model, photo.rgb, tile=tile, overlap=overlap, device=dev, amp=amp, on_tile=on_tile)
                 alpha = None if photo.alpha is None else resize_alpha(photo.alpha, (sr.shape[1], sr.shape[0]))
                 fmt = fmt_forced or FORMATS[src.suffix.lower().lstrip(".")]
-                finish_write()  # at most one output waits for its writer while the next is computed
-                pending = (dest, writer.submit(write, dest, sr, alpha, photo, fmt, prep.tag))
+                pending.append((dest, writer.submit(write, dest, sr, alpha, photo, fmt, prep.tag)))
+                # the next image is computed while at most PENDING_WRITES outputs wait for the writer
+                # (waiting for the last one would leave a core idle while it is encoded)
+                finish_write(keep=PENDING_WRITES)
                 report.megapixels += sr.shape[0] * sr.shape[1] / 1e6
                 del sr, alpha, photo, prep
             finish_write()

@@ -257,3 +257,39 @@ def test_write_photo_16bit_roundtrip(tmp_path):
         ph = read_photo(tmp_path / f"x.{ext}")
         assert ph.bits == 16 and _diff(ph.rgb, rgb16) == 0 and _diff(ph.alpha, a16) == 0, fmt
         assert read_tag(tmp_path / f"x.{ext}") == "abc"
+
+
+@pytest.mark.parametrize("shape,dtype", [((700, 900, 3), np.uint8), ((300, 500), np.uint8), ((400, 650, 4), np.uint8),
+                                         ((420, 500, 3), np.uint16), ((1, 1, 3), np.uint8), ((2, 3, 4), np.uint16)])
+def test_png_bytes_is_lossless_for_pillow(shape, dtype):
+    """The 'Average' filter and the two deflate bands (images over 1 MB) decode to the same pixels
+    in Pillow; 16-bit through read_photo (Pillow keeps the high byte only)."""
+    rng = np.random.default_rng(3)
+    top = np.iinfo(dtype).max
+    noise = rng.integers(0, top + 1, shape).astype(dtype)
+    for arr in (noise, np.sort(noise, axis=0)):  # noisy and smooth
+        data = png_bytes(arr)
+        if dtype == np.uint8:
+            with Image.open(io.BytesIO(data)) as im:
+                assert np.array_equal(np.asarray(im), arr)
+        else:
+            ph = read_photo(data)
+            assert ph.bits == 16 and np.array_equal(ph.rgb, arr[:, :, :3])
+            assert ph.alpha is None if shape[2] == 3 else np.array_equal(ph.alpha, arr[:, :, 3])
+
+
+def test_zlib_stream_in_two_bands_is_one_stream():
+    import zlib
+
+    from drtl.photo import _adler32_combine, zlib_stream
+
+    rng = np.random.default_rng(4)
+    for n1, n2 in ((0, 0), (1, 70000), (65521, 3), (5000, 1 << 20)):
+        a, b = rng.bytes(n1), rng.bytes(n2)
+        assert _adler32_combine(zlib.adler32(a), zlib.adler32(b), n2) == zlib.adler32(a + b)
+    data = np.repeat(rng.integers(0, 6, 1_500_000, dtype=np.uint8), 2).tobytes()  # runs: what Z_RLE finds
+    for bands in (1, 2):
+        z = zlib_stream(memoryview(data), 1, zlib.Z_RLE, bands)
+        assert zlib.decompress(z) == data and len(z) < len(data) // 2
+    flat = np.full((600, 800, 3), 200, np.uint8)
+    assert len(png_bytes(flat)) < 20_000  # flat areas are runs of zeros after the filter
