@@ -97,7 +97,7 @@ def main(argv=None) -> int:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
     load = os.getloadavg()
-    steps = ["import", "validate", "synthesize", "drn", "relation", "pretrain", "finetune", "evaluate"]
+    steps = ["import", "validate", "synthesize", "bank", "relation", "pretrain", "finetune", "evaluate"]
     print()
     print(f"City100 iPhone X x{args.scale}, pairs {args.names}, K={args.shots} (seed {args.seed}), "
           f"{args.threads} threads, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
