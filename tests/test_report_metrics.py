@@ -71,3 +71,20 @@ def test_offline_plot_template():
         assert (REPO / ".dvc" / "plots" / "vendor" / f"LICENSE-{name}").is_file()
     html = HTML(page).with_scripts(VegaRenderer.SCRIPTS).with_element("<div id='p'></div>").embed()
     assert "cdn.jsdelivr" not in html and "<script src" not in html and "<div id='p'>" in html
+
+
+def test_a_k_whose_seeds_share_their_shots_is_flagged(tmp_path):
+    """K = the pool's size: every seed fine-tunes on the same pairs; the report says so (results.md,
+    metrics.json's shot_sets) instead of presenting the seeds as draws of the shots."""
+    evals = []
+    pool = [f"{i:03d}" for i in range(1, 11)]
+    for k, s, pairs in [(5, 0, pool[:5]), (5, 1, pool[5:]), (10, 0, pool), (10, 1, pool[::-1])]:
+        for m, p in [("drtl_pre", 31.0 + s / 10), ("pretrain", 30.8)]:
+            e = tmp_path / f"{m}_{k}_{s}.json"
+            e.write_text(json.dumps({"method": m, "shots": k, "seed": s, "psnr_y": p, "ssim_y": 0.9,
+                                     "train_pairs": sorted(pairs)}))
+            evals.append(e)
+    m = report(evals, tmp_path / "reports", [5, 10])["headline"]
+    assert m["k5"]["shot_sets"] == 2 and m["k10"]["shot_sets"] == 1
+    md = (tmp_path / "reports" / "results.md").read_text()
+    assert "K=10: one shot set" in md and "K=5: one shot set" not in md

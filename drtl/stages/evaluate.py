@@ -46,7 +46,8 @@ def evaluate(method: str, data: str | Path, scale: int, out: str | Path | None =
     """Evaluate ``bicubic`` or a trained model file on a paired folder (the test pairs).
 
     Writes the JSON report to ``out`` when given: ``psnr_y``/``ssim_y`` means, ``psnr_rgb``, the
-    per-image numbers, and the run's identity (method, shots, seed, model path).
+    per-image numbers, the run's identity (method, shots, seed, model path) and, for a fine-tuned
+    model, the pairs it was fine-tuned on (``train_pairs``).
     """
     scale = check_scale(scale)
     if model is None and method != BASELINE:
@@ -65,13 +66,15 @@ def evaluate(method: str, data: str | Path, scale: int, out: str | Path | None =
         from drtl.modelio import load_model
         from drtl.upscale import upscale_image
 
-        net, _ = load_model(model, expect_scale=scale, device=device)
+        net, meta = load_model(model, expect_scale=scale, device=device)
 
         def upscale(lr):
             return upscale_image(net, lr, tile=tile, device=device)
     report = {"method": method, "shots": shots, "seed": seed, "data": str(data), "scale": int(scale),
               "crop_border": int(scale), "model": str(model) if model else None,
               **score_pairs(pairs, scale, upscale)}
+    if model is not None and meta["recipe"].get("pairs"):  # the pairs the model was fine-tuned on
+        report["train_pairs"] = sorted(meta["recipe"]["pairs"])
     if out is not None:
         clean_stale_temps(Path(out).parent)  # temporaries of an earlier run that was killed
         write_text(out, json.dumps(report, indent=2) + "\n")

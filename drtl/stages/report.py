@@ -60,16 +60,39 @@ def report(eval_paths: list[str | Path], out: str | Path, expand_shots: list[int
     df = collect(eval_paths, expand_shots, images)
     agg = write_report(df, out, pd.DataFrame(images, columns=IMAGE_COLUMNS))
     headline = headline_metrics(agg)
+    sets = shot_sets(eval_paths)
+    for k, n in sets.items():
+        if f"k{k}" in headline:
+            headline[f"k{k}"]["shot_sets"] = n
+    one = sorted(k for k, n in sets.items() if n == 1 and int(agg.loc[agg["shots"] == k, "n_seeds"].max()) > 1)
+    if one:  # the seeds of these K differ in initialisation and sampling, not in their shots
+        md = out / "results.md"
+        write_text(md, md.read_text() + "\n" + "".join(
+            f"K={k}: one shot set: every seed fine-tuned on the same {k} pairs, so its seeds vary the "
+            f"training, not the shots.\n" for k in one))
     write_text(out / "metrics.json", json.dumps(headline, indent=1) + "\n")
     # flat per-row numbers (method_kK_psnr_y: mean PSNR-Y) for callers that log scalars (Kubeflow)
     flat = {f"{r.method}_k{int(r.shots)}_psnr_y": round(float(r.psnr_mean), 4) for r in agg.itertuples()}
     return {"n_rows": len(df), "metrics": flat, "headline": headline}
 
 
+def shot_sets(eval_paths) -> dict[int, int]:
+    """Per K: how many different sets of fine-tuning pairs its evaluations' models were trained on
+    (``train_pairs`` of eval.json; 1 with several seeds: every seed drew the same K shots, e.g. K =
+    the pool's size). Ks without that record are left out."""
+    sets: dict[int, set] = {}
+    for p in eval_paths:
+        d = json.loads(Path(p).read_text())
+        if d.get("shots") and d.get("train_pairs"):
+            sets.setdefault(int(d["shots"]), set()).add(tuple(d["train_pairs"]))
+    return {k: len(v) for k, v in sorted(sets.items())}
+
+
 def headline_metrics(agg: pd.DataFrame) -> dict:
     """``{"k<K>": {...}}``, per K: ``drtl`` (the mean PSNR-Y of the best relation-weighted row,
     named in ``drtl_row``), ``twin`` (that row's twin, the first of :data:`drtl.methods.TWINS` the table holds, named in
-    ``twin_row``), ``bicubic``, ``drtl_minus_twin``, ``drtl_minus_bicubic`` and ``n_seeds``; a K
+    ``twin_row``), ``bicubic``, ``drtl_minus_twin``, ``drtl_minus_bicubic`` and ``n_seeds`` (the
+    report adds ``shot_sets``: how many different sets of K shots the seeds used); a K
     without a weighted row (or its twin, or bicubic) leaves those keys out. Flat per K, so
     ``dvc metrics show`` prints a few columns (``k5.drtl_minus_twin``)."""
     psnr = {(r.method, int(r.shots)): (round(float(r.psnr_mean), 4), int(r.n_seeds)) for r in agg.itertuples()}
