@@ -74,6 +74,13 @@ def bank_run(r: Roots, parts: str) -> Run:
                ("synthesize/synth",), group="bank")
 
 
+def bank_for(r: Roots, params: dict, variants=("drtl",)) -> list[Run]:
+    """The bank run that the relation ``variants`` need (its ``--parts``: the union of what their
+    similarities read), or [] when none needs one (e.g. the reproduction similarity)."""
+    parts = set().union(*(relation_needs(v, params) for v in variants))
+    return [bank_run(r, bank_parts(parts))] if parts else []
+
+
 def relation_run(r: Roots, variant: str, shots, seed, params: dict) -> Run:
     """The relation of the K shots of ``seed`` (one run per (K, seed), its variant's weights)."""
     name = run_name(variant, shots, seed)
@@ -197,12 +204,8 @@ def plan(params: dict, reports: str | None = None) -> list[Run]:
             later += source_chain(r, init_source(m, params["finetune"]), k, e.inputs["seed"], params)
             later.append(finetune_run(r, m, k, e.inputs["seed"], params))
         later.append(e)
-    parts = set()
-    for run in later:
-        if run.stage == "relation":
-            parts |= relation_needs(run.inputs["method"], params)
-    if parts:  # the camera-free bank: what the plan's similarities need
-        add(bank_run(r, bank_parts(parts)))
+    for run in bank_for(r, params, {x.inputs["method"] for x in later if x.stage == "relation"}):
+        add(run)  # the camera-free bank: what the plan's similarities need
     for run in later:
         add(run)
     add(report_run(r, evals))
@@ -210,5 +213,5 @@ def plan(params: dict, reports: str | None = None) -> list[Run]:
 
 
 __all__ = ["Run", "Roots", "roots", "plan", "eval_runs", "eval_outputs", "cells", "methods_of", "run_name",
-           "validate_run", "synthesize_run", "bank_run", "relation_run", "relation_needs", "source_run", "source_chain", "finetune_run", "evaluate_run",
+           "validate_run", "synthesize_run", "bank_run", "bank_for", "relation_run", "relation_needs", "source_run", "source_chain", "finetune_run", "evaluate_run",
            "report_run"]

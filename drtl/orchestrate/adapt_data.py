@@ -173,15 +173,15 @@ def resolve_aux_sources(sources: list[str], cache_root: Path, echo=None) -> list
 def bank_reads(params: dict) -> dict:
     """{'parts': ..., param: value} the ``bank`` stage of the profile's relation reads (the rule of
     :meth:`drtl.stages.Stage.reads_for`, as for every cache key); {} when it needs no bank."""
-    from drtl.plan import relation_needs
+    from drtl.plan import Roots, bank_for
     from drtl.runner import read_params
-    from drtl.similarity import bank_parts
     from drtl.stages import get_stage
 
-    parts = relation_needs("drtl", params)
-    if not parts:
+    bank = bank_for(Roots("", "", "", ""), params)
+    if not bank:
         return {}
-    return {"parts": bank_parts(parts), **read_params(params, get_stage("bank").reads_for(params, bank_parts(parts)))}
+    parts = bank[0].inputs["parts"]
+    return {"parts": parts, **read_params(params, get_stage("bank").reads_for(params, parts))}
 
 
 def aux_fingerprint(params: dict, hr_sources: list[str], scale: int) -> tuple[str, dict]:

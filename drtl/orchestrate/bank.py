@@ -26,19 +26,21 @@ class _Lost(Exception):
     """Another process completed the same aux entry while this one built it."""
 
 
-def _complete(entry: Path) -> bool:
-    return all((entry / f).is_file() for f in ("complete.json", "synth/synth.json", "bank/bank.json"))
+def _complete(p: dict, entry: Path) -> bool:
+    """``complete.json`` and the product of every run of the entry's plan are there."""
+    from drtl.stages import get_stage
+
+    return (entry / "complete.json").is_file() and all(
+        (Path(r.out) / get_stage(r.stage).product).is_file() for r in entry_runs(p, entry))
 
 
 def entry_runs(p: dict, entry: Path) -> list:
     """The camera-free plan of an aux entry: ``synthesize`` into ``synth/`` and, when the profile's
     relation needs one, the ``bank`` stage (DRN / family experts) into ``bank/``."""
-    from drtl.plan import Roots, bank_run, relation_needs, synthesize_run
-    from drtl.similarity import bank_parts
+    from drtl.plan import Roots, bank_for, synthesize_run
 
     r = Roots(str(entry), "", "", "")
-    parts = relation_needs("drtl", p)
-    return [replace(synthesize_run(r), deps=())] + ([bank_run(r, bank_parts(parts))] if parts else [])
+    return [replace(synthesize_run(r), deps=()), *bank_for(r, p)]
 
 
 def ensure_aux(p: dict, cache_root: Path, say, entry: Path | None = None) -> dict:
@@ -52,7 +54,7 @@ def ensure_aux(p: dict, cache_root: Path, say, entry: Path | None = None) -> dic
 
     key, covers = aux_fingerprint(p, p["aux"]["hr"], p["target"]["scale"])
     entry = Path(cache_root) / key if entry is None else Path(entry)
-    if _complete(entry):
+    if _complete(p, entry):
         info = json.loads((entry / "complete.json").read_text())
         if info.get("fingerprint", key) != key:
             raise ConfigError(f"bank {entry} was built for other auxiliary/bank params (fingerprint {info['fingerprint']}, "
@@ -76,11 +78,8 @@ def ensure_aux(p: dict, cache_root: Path, say, entry: Path | None = None) -> dic
             info = {"fingerprint": key, "n_tasks": m["n_tasks"], "n_images": m["n_images"],
                     **{k: bm[k] for k in ("drn_train_accuracy", "drn_val_accuracy") if k in bm},
                     "covers": covers, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            if len(runs) == 1:  # nothing to build: an empty bank marks the entry complete
-                (tmp / "bank").mkdir(exist_ok=True)
-                write_text(tmp / "bank" / "bank.json", json.dumps({"parts": [], "metrics": {}}) + "\n")
             write_text(tmp / "complete.json", json.dumps(info, indent=1, default=str) + "\n")
-            if _complete(entry):  # another process finished the same entry meanwhile: keep theirs
+            if _complete(p, entry):  # another process finished the same entry meanwhile: keep theirs
                 raise _Lost()
     except _Lost:
         return ensure_aux(p, cache_root, say, entry)

@@ -21,8 +21,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from drtl.methods import BASELINE
-
 
 def headroom_runs(params: dict, groups: list[str]) -> tuple[list, dict]:
     """The plan of the headroom: validation, tasks, bank, the relation of every (K, seed), one
@@ -31,15 +29,12 @@ def headroom_runs(params: dict, groups: list[str]) -> tuple[list, dict]:
     {(group, K, seed): the evaluation run, and (K, seed): the relation run})."""
     from dataclasses import replace
 
-    from drtl.methods import SOURCES
-    from drtl.plan import (Run, bank_run, cells, evaluate_run, finetune_run, relation_needs, relation_run, roots,
-                           source_run, synthesize_run, validate_run)
-    from drtl.methods import METHODS
-    from drtl.similarity import bank_parts
+    from drtl.methods import METHODS, SOURCES
+    from drtl.plan import (Run, bank_for, cells, finetune_run, relation_run, roots, source_run, synthesize_run,
+                           validate_run)
 
     r = roots(params)
-    needs = relation_needs("drtl", params)
-    runs = [validate_run(r), synthesize_run(r), *([bank_run(r, bank_parts(needs))] if needs else [])]
+    runs = [validate_run(r), synthesize_run(r), *bank_for(r, params)]
     at: dict = {}
     for k, s in cells(params):
         at[(k, s)] = relation_run(r, "drtl", k, s, params)
@@ -54,9 +49,9 @@ def headroom_runs(params: dict, groups: list[str]) -> tuple[list, dict]:
             name = f"headroom_{group}_k{k}_s{s}"
             ft = replace(ft, name=name, out=r.folder("finetune", name), inputs={**ft.inputs, "init": f"{pre.out}/model.pt"},
                          deps=(pre.id,), group="")
-            ev = evaluate_run(r, METHODS[BASELINE], k, s, params)
-            ev = Run("evaluate", name, r.folder("evaluate", name), {**ev.inputs, "method": group, "shots": k,
-                                                                    "model": f"{ft.out}/model.pt"}, (ft.id,))
+            ev = Run("evaluate", name, r.folder("evaluate", name), {"method": group, "shots": k, "seed": s,
+                                                                    "data": r.test, "model": f"{ft.out}/model.pt"},
+                     (ft.id,))
             runs += [ft, ev]
             at[(group, k, s)] = ev
     return runs, at

@@ -48,12 +48,12 @@ class Cell:
         self.tasks = load_tasks(Path(synth) / "tasks.yaml")
         self.names, self.fams = [t.name for t in self.tasks], [t.family for t in self.tasks]
         self.info: dict = {}
-        if bank is not None:
-            held = read_bank(bank)
-            if held["tasks"] != self.names:
+        self.held = read_bank(bank) if bank is not None else None  # bank.json: parts, tasks, families
+        if self.held is not None:
+            if self.held["tasks"] != self.names:
                 raise ConfigError(f"{bank}: its tasks are not those of {synth}; rebuild the bank on these tasks")
-            if int(held["scale"]) != scale:
-                raise ConfigError(f"{bank} was built at x{held['scale']} but the target scale is x{scale}")
+            if int(self.held["scale"]) != scale:
+                raise ConfigError(f"{bank} was built at x{self.held['scale']} but the target scale is x{scale}")
         self.fit = None
         if fitted:
             from drtl.relation.fitted import fit_shots, save_camera, task_pairs, train_hrs
@@ -64,12 +64,12 @@ class Cell:
             save_camera(fitted_path, self.cam, noise)
             self.fit = task_pairs(self.cam, train_hrs(load_synth(synth, "train", [self.names[0]])[1][0]), seed, noise)
             self.names, self.fams = self.names + [FITTED_TASK], self.fams + [FITTED_FAMILY]
-        self._cos = self._psnr = None
+        self._cos = self._psnr = self._drn = None
 
     # -------------------------------------------------------------- what the similarities read
     def drn(self):
         """(encoder, prototypes of every task incl. the fitted one, target embedding), loaded once."""
-        if getattr(self, "_drn", None) is None:
+        if self._drn is None:
             from drtl.relation import embed_images
             from drtl.relation.drnfile import load_drn
 
@@ -116,13 +116,11 @@ class Cell:
         return self._psnr
 
     def expert_psnr(self) -> dict[str, float]:
-        from drtl.stages.bank import read_bank
         from drtl.stages.expert import Experts
 
         if self.bank is None or not (Path(self.bank) / "experts").is_dir():
             raise ConfigError("the expert similarity needs the family experts: build the bank with --parts experts")
-        experts = Experts.from_bank(self.bank, read_bank(self.bank)["families"], self.rp, self.scale, self.device,
-                                    self.arch)
+        experts = Experts.from_bank(self.bank, self.held["families"], self.rp, self.scale, self.device, self.arch)
         fam_psnr = experts.scores(self.shots, self.fit, FITTED_FAMILY)
         self.info["expert_psnr"] = {f: round(v, 3) for f, v in fam_psnr.items()}
         _csv(self.graphs, "expert.csv", ["family,psnr_db"] + [

@@ -24,13 +24,14 @@ from drtl.results import COLUMNS, sort_rows, write_report
 from drtl.stats import IMAGE_COLUMNS
 
 
-def collect(eval_paths: list[str | Path], expand_shots: list[int] | None = None, images: list | None = None
-            ) -> pd.DataFrame:
+def collect(eval_paths: list[str | Path], expand_shots: list[int] | None = None, images: list | None = None,
+            shot_sets: dict | None = None) -> pd.DataFrame:
     """Rows from evaluation reports. A report with ``shots: null`` (bicubic, upper_bound: methods
     that do not depend on K) is repeated for every K of ``expand_shots`` so the table is complete.
     The same run (method, shots, seed) given twice counts once, its first report: Kubeflow evaluates
     K-independent runs once per cell of its sweep. ``images``: a list that receives the per-image
-    rows (``drtl.stats.IMAGE_COLUMNS``; K-independent runs once, with shots 0)."""
+    rows (``drtl.stats.IMAGE_COLUMNS``; K-independent runs once, with shots 0). ``shot_sets``: a dict that receives, per K,
+    the set of the pair lists the evaluated models were fine-tuned on (``train_pairs``)."""
     rows, seen = [], set()
     for p in eval_paths:
         p = Path(p)
@@ -44,6 +45,8 @@ def collect(eval_paths: list[str | Path], expand_shots: list[int] | None = None,
         if images is not None:
             images += [{"method": r["method"], "shots": int(r.get("shots") or 0), "seed": int(r["seed"] or 0),
                         "image": im["name"], "psnr_y": float(im["psnr_y"])} for im in r.get("per_image", [])]
+        if shot_sets is not None and r.get("shots") and r.get("train_pairs"):
+            shot_sets.setdefault(int(r["shots"]), set()).add(tuple(r["train_pairs"]))
         ks = [r["shots"]] if r.get("shots") is not None else list(expand_shots or [0])
         for k in ks:
             rows.append({"method": r["method"], "shots": int(k), "seed": int(r["seed"] or 0),
@@ -57,10 +60,11 @@ def report(eval_paths: list[str | Path], out: str | Path, expand_shots: list[int
     out = Path(out)
     clean_stale_temps(out)  # temporaries of an earlier report run that was killed
     images: list = []
-    df = collect(eval_paths, expand_shots, images)
+    pair_sets: dict = {}
+    df = collect(eval_paths, expand_shots, images, pair_sets)
     agg = write_report(df, out, pd.DataFrame(images, columns=IMAGE_COLUMNS))
     headline = headline_metrics(agg)
-    sets = shot_sets(eval_paths)
+    sets = {k: len(v) for k, v in sorted(pair_sets.items())}  # per K: how many different shot sets
     for k, n in sets.items():
         if f"k{k}" in headline:
             headline[f"k{k}"]["shot_sets"] = n
@@ -74,18 +78,6 @@ def report(eval_paths: list[str | Path], out: str | Path, expand_shots: list[int
     # flat per-row numbers (method_kK_psnr_y: mean PSNR-Y) for callers that log scalars (Kubeflow)
     flat = {f"{r.method}_k{int(r.shots)}_psnr_y": round(float(r.psnr_mean), 4) for r in agg.itertuples()}
     return {"n_rows": len(df), "metrics": flat, "headline": headline}
-
-
-def shot_sets(eval_paths) -> dict[int, int]:
-    """Per K: how many different sets of fine-tuning pairs its evaluations' models were trained on
-    (``train_pairs`` of eval.json; 1 with several seeds: every seed drew the same K shots, e.g. K =
-    the pool's size). Ks without that record are left out."""
-    sets: dict[int, set] = {}
-    for p in eval_paths:
-        d = json.loads(Path(p).read_text())
-        if d.get("shots") and d.get("train_pairs"):
-            sets.setdefault(int(d["shots"]), set()).add(tuple(d["train_pairs"]))
-    return {k: len(v) for k, v in sorted(sets.items())}
 
 
 def headline_metrics(agg: pd.DataFrame) -> dict:
