@@ -53,8 +53,8 @@ def _add_data(sub):
     g.add_argument("--slice", dest="span", help="START:STOP over the sorted names, e.g. :6 or 6:")
     sbs.set_defaults(func=_cmd_subset)
 
-    tgt = dsub.add_parser("target", help="a paired folder of one bank task applied to HR images (a positive control's target)")
-    tgt.add_argument("task", help="a task of the bank, e.g. gauss_noise30")
+    tgt = dsub.add_parser("target", help="a paired folder of one bank task or target camera applied to HR images (a control's target)")
+    tgt.add_argument("task", help="a task of the bank, e.g. gauss_noise30, or a target camera: camera_nonlinear")
     tgt.add_argument("out", help="output paired folder (replaced atomically on success)")
     tgt.add_argument("--hr", nargs="+", required=True, help="folders with HR/*.png (images the bank never saw)")
     tgt.add_argument("--scale", type=int, default=2)

@@ -81,3 +81,23 @@ def test_bad_input_is_refused_in_one_line():
 def test_fitted_pairs_without_noise_repeat_the_same_realisation():
     pairs = fitted_pairs(_known_camera(), [_texture(0)], seed=0, variants=2, noise_scale=0)
     assert len(pairs) == 2 and np.array_equal(pairs[0][0], pairs[1][0])  # no noise: the two realisations agree
+
+
+def test_the_nonlinear_target_camera_lies_outside_the_bank_and_the_linear_fit():
+    from drtl.degradations.tasks import PHONE_BANK, TARGET_CAMERAS, get_target, make_pair, task_bank
+    from drtl.errors import ConfigError
+
+    cam = get_target("camera_nonlinear")
+    assert cam in TARGET_CAMERAS and cam.name not in {t.name for t in task_bank()}  # never in the bank
+    p = cam.ops[0].p
+    for key in ("luma_denoise_sigma", "chroma_denoise_sigma", "sharpen_amount", "sharpen_sigma"):
+        top = max(max(np.atleast_1d(t.ops[0].p[key])) for t in PHONE_BANK)
+        assert p[key] > top, key  # beyond every phone of the bank
+    assert p["jpeg_quality"] < 30  # below the bank's lowest JPEG quality (jpeg_q30)
+    hrs = [_texture(s) for s in range(3)]
+    mid = get_target("phone_mid")  # a bank task is a target too (the positive control)
+    rng = np.random.default_rng(0)
+    fits = [fit_camera([make_pair(hr, t, 2, rng) for hr in hrs], 2, samples=8000) for t in (mid, cam)]
+    assert fits[1].fit_psnr < fits[0].fit_psnr - 1  # the linear fit holds it worse than a bank phone
+    with pytest.raises(ConfigError, match="unknown target 'camera_nonlinaer'; did you mean camera_nonlinear"):
+        get_target("camera_nonlinaer")

@@ -367,6 +367,20 @@ DEFAULT_BANK: tuple[Task, ...] = FIXED_BANK + CAMERA_BANK + PHONE_BANK
 _REGISTRY: dict[str, Task] = {t.name: t for t in DEFAULT_BANK}
 assert len(_REGISTRY) == len(DEFAULT_BANK), "duplicate names in DEFAULT_BANK"
 
+# Target cameras that are not in the bank (`drtl data target NAME`): fixed parameters, no ranges.
+# camera_nonlinear: a phone whose LR the camera-fitted task (a linear filter + noise) cannot
+# reproduce: strong raw noise, a heavy denoising smear (luma 2.0 / chroma 3.5 LR px; the bank's
+# phones stop at 1.4 / 2.6), strong wide sharpening halos (amount 3.0, radius 2.0; the bank stops at
+# 2.5 / 1.5) and JPEG quality 25 (the bank's lowest is 30), each outside the bank's ranges.
+TARGET_CAMERAS: tuple[Task, ...] = (
+    Task("camera_nonlinear", "phone", (_phone(
+        lens_sigma_x=0.5, lens_sigma_y=0.4, lens_theta_deg=60.0, defocus_radius=0.3, r_gain=1.8, b_gain=1.5,
+        shot_noise=0.006, read_noise=0.006, luma_denoise_sigma=2.0, chroma_denoise_sigma=3.5,
+        sharpen_amount=3.0, sharpen_sigma=2.0, jpeg_quality=25),)),
+)
+_TARGETS: dict[str, Task] = {t.name: t for t in TARGET_CAMERAS}
+assert not set(_TARGETS) & set(_REGISTRY), "a target camera shares a name with a bank task"
+
 
 def task_names() -> list[str]:
     """Names of the default bank, in bank order."""
@@ -381,6 +395,20 @@ def get_task(name: str) -> Task:
         close = difflib.get_close_matches(str(name), list(_REGISTRY), n=4, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see drtl.degradations.task_names()"
         raise ConfigError(f"unknown auxiliary task {name!r}{hint}") from None
+
+
+def get_target(name: str) -> Task:
+    """A target degradation for ``drtl data target``: a bank task (a positive control) or one of
+    :data:`TARGET_CAMERAS`."""
+    if name in _TARGETS:
+        return _TARGETS[name]
+    try:
+        return get_task(name)
+    except ConfigError:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY) + list(_TARGETS), n=4, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else \
+            f"; a bank task or a target camera ({', '.join(_TARGETS)})"
+        raise ConfigError(f"unknown target {name!r}{hint}") from None
 
 
 def task_bank(names: Iterable[str] | None = None, families: Iterable[str] | None = None) -> list[Task]:

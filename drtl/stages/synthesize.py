@@ -22,7 +22,7 @@ import numpy as np
 
 from drtl.data.folder import hr_paths, modcrop, staged_folder
 from drtl.degradations.resize import imresize
-from drtl.degradations.tasks import Task, dump_tasks, get_task, load_tasks, make_pair, task_bank
+from drtl.degradations.tasks import Task, dump_tasks, get_target, get_task, load_tasks, make_pair, task_bank
 from drtl.errors import ConfigError, DataError
 from drtl.io import read_image, write_image
 from drtl.progress import progress
@@ -121,12 +121,13 @@ def run(params: dict, inputs: dict, out: Path, on_log=None) -> dict:
 
 def synthesize_target(task_name: str, hr_dirs: list[str], out: str | Path, scale: int, seed: int = 0,
                       max_hr_side: int | None = None) -> int:
-    """A paired folder (``OUT/{HR,LR}`` + manifest) of one bank task applied to HR images: the
-    target of the positive control (``make control``), made from images the bank never saw."""
+    """A paired folder (``OUT/{HR,LR}`` + manifest) of one bank task or target camera
+    (:data:`drtl.degradations.tasks.TARGET_CAMERAS`) applied to HR images: the target of the
+    positive control (``make control``) or of ``make nonlinear``, made from images the bank never saw."""
     from drtl.data.folder import write_manifest
     from drtl.io import atomic_folder, write_image
 
-    task = get_task(task_name)
+    task = get_target(task_name)
     images = _aux_images(list(hr_dirs), scale, max_hr_side)
     with atomic_folder(out) as tmp:
         for name, hr in images:
