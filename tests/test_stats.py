@@ -36,6 +36,14 @@ def test_paired_differences_match_seed_and_image():
     assert len(paired(t, "drtl_pre", "pretrain", 10)) == 0  # no such K
 
 
+def test_a_per_k_row_with_one_k_so_far_is_not_taken_for_a_k_independent_one():
+    t = _table()
+    partial = t[~((t.method == "drtl_pre") & (t.shots == 5))]  # a resumed run: drtl_pre has only K=1 yet
+    assert len(paired(partial, "drtl_pre", "pretrain", 5)) == 0  # not its K=1 models against K=5
+    c = comparisons(partial, pairs=[("drtl_pre", "pretrain")])
+    assert list(c.shots) == [1]
+
+
 def test_comparisons_golden_and_interval():
     c = comparisons(_table(), pairs=[("drtl_pre", "pretrain"), ("pretrain", "bicubic"), ("bicubic", "bicubic")])
     one = c[(c.a == "drtl_pre") & (c.shots == 1)].iloc[0]
