@@ -86,7 +86,7 @@ def test_data_subset_and_target(sample, tmp_path, capsys):
     assert len(t) == len(list((sample / "test" / "HR").iterdir())) and (t.scale == 2).all()
     assert main(["data", "target", "gauss_noise31", str(tmp_path / "u"), "--hr", str(sample / "test")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "unknown auxiliary task 'gauss_noise31'" in err[0] and not (tmp_path / "u").exists()
+    assert len(err) == 1 and "unknown target 'gauss_noise31'; did you mean gauss_noise30" in err[0] and not (tmp_path / "u").exists()
 
 
 def test_aux_exclude_holds_a_task_out_of_the_bank():
