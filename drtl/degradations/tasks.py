@@ -389,26 +389,24 @@ def task_names() -> list[str]:
 
 def get_task(name: str) -> Task:
     """The default-bank task called ``name``."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=4, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see drtl.degradations.task_names()"
-        raise ConfigError(f"unknown auxiliary task {name!r}{hint}") from None
+    return _lookup(name, _REGISTRY, "auxiliary task", "; see drtl.degradations.task_names()")
 
 
 def get_target(name: str) -> Task:
     """A target degradation for ``drtl data target``: a bank task (a positive control) or one of
     :data:`TARGET_CAMERAS`."""
-    if name in _TARGETS:
-        return _TARGETS[name]
+    return _lookup(name, {**_REGISTRY, **_TARGETS}, "target",
+                   f"; a bank task or a target camera ({', '.join(_TARGETS)})")
+
+
+def _lookup(name: str, table: dict[str, Task], what: str, otherwise: str) -> Task:
+    """``table[name]``, else a one-line ConfigError naming the close matches (or ``otherwise``)."""
     try:
-        return get_task(name)
-    except ConfigError:
-        close = difflib.get_close_matches(str(name), list(_REGISTRY) + list(_TARGETS), n=4, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else \
-            f"; a bank task or a target camera ({', '.join(_TARGETS)})"
-        raise ConfigError(f"unknown target {name!r}{hint}") from None
+        return table[name]
+    except (KeyError, TypeError):
+        close = difflib.get_close_matches(str(name), list(table), n=4, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else otherwise
+        raise ConfigError(f"unknown {what} {name!r}{hint}") from None
 
 
 def task_bank(names: Iterable[str] | None = None, families: Iterable[str] | None = None) -> list[Task]:
