@@ -53,19 +53,22 @@ class Source:
 class Relation:
     """A variant of the per-(K, seed) relation stage (its ``--method``): how the weights of a
     weighted source are made. ``similarity`` (a name of :mod:`drtl.similarity`) and ``fitted`` (the
-    camera-fitted task joins the bank) fix them; None takes the profile's ``relation.similarity`` /
-    ``relation.fitted``."""
+    camera-fitted task joins the bank) and ``composed`` (the fitted filter followed by each bank task's
+    tail joins too, :mod:`drtl.relation.composed`) fix them; None takes the profile's
+    ``relation.similarity`` / ``relation.fitted`` / ``relation.composed``."""
 
     key: str
     label: str
     similarity: str | None = None
     fitted: bool | None = None
+    composed: bool | None = None
 
-    def resolve(self, relation_params: dict) -> tuple[str, bool]:
-        """(similarity name, fitted) of this variant under the params' ``relation`` section."""
+    def resolve(self, relation_params: dict) -> tuple[str, bool, bool]:
+        """(similarity name, fitted, composed) of this variant under the params' ``relation`` section."""
         sim = self.similarity if self.similarity is not None else relation_params["similarity"]
         fitted = self.fitted if self.fitted is not None else bool(relation_params["fitted"])
-        return sim, fitted
+        composed = self.composed if self.composed is not None else bool(relation_params.get("composed", False))
+        return sim, fitted, composed
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,12 @@ META_INIT = ("meta", "init")  # meta.init: 'pretrain' (meta-transfer from unifor
 
 RELATIONS: dict[str, Relation] = {r.key: r for r in (
     Relation("drtl", "the profile's relation (relation.similarity, relation.fitted)"),
-    Relation("fitted_only", "all weight on the camera-fitted task (no relation)", similarity="fitted", fitted=True),
+    Relation("fitted_only", "all weight on the camera-fitted task (no relation)", similarity="fitted", fitted=True,
+             composed=False),
     Relation("uniform_fitted", "the fitted task in the bank, every task the same weight", similarity="uniform",
-             fitted=True),
-    Relation("drn_fitted", "the paper's DRN relation over the bank and the fitted task", similarity="drn", fitted=True),
+             fitted=True, composed=False),
+    Relation("drn_fitted", "the paper's DRN relation over the bank and the fitted task", similarity="drn", fitted=True,
+             composed=False),
 )}
 
 # the continuation of the uniform model by pretrain.drtl_continue steps (DRTL-Pre's recipe), with the

@@ -173,3 +173,40 @@ def test_expert_relation_weighs_the_family_whose_expert_restores_the_shots(bank,
     assert list(table.family) == sorted(psnr, key=psnr.get, reverse=True)
     ranking = pd.read_csv(rel / "graphs" / "k2_s0" / "ranking.csv").set_index("task")
     assert ranking.loc[TARGET, "similarity"] == pytest.approx(psnr["blur"], abs=1e-3)  # shown in dB
+
+
+def test_composed_tasks_join_the_expert_relation_and_the_weighted_training(bank, tmp_path):
+    from drtl.relation.composed import COMPOSED_FAMILY
+
+    root, params = bank
+    p = {**params, "relation": {**params["relation"], "similarity": "expert", "composed": True, "tau_db": 0.25,
+                                "expert": {**params["relation"]["expert"], "iterations": 20, "lr_patch": 16}},
+         "experiment": {**params["experiment"], "shots": [1]}}
+    rel, metrics = relate(p, root / "out" / "synth", tmp_path / "rel")["k1_s0"]
+    w = json.loads((rel / "weights.json").read_text())["k1_s0"]
+    composed = ["fitted+gauss_noise30", "fitted+jpeg_q30"]  # the bank tasks with a step after their resize
+    assert list(w) == TASKS + [FITTED_TASK] + composed and abs(sum(w.values()) - 1) < 1e-9
+    psnr = metrics["pair_relation"]["k1_s0"]["expert_psnr"]
+    assert set(psnr) == {"blur", "noise", "jpeg", "fitted", COMPOSED_FAMILY} and metrics["composed"] is True
+    assert w[composed[0]] == pytest.approx(w[composed[1]])  # the family's weight shared evenly
+    fam_w = metrics["family_weight"]["k1_s0"]
+    assert fam_w[COMPOSED_FAMILY] == pytest.approx(w[composed[0]] * 2, abs=1e-4)
+    assert np.log(fam_w[COMPOSED_FAMILY] / fam_w["fitted"]) == pytest.approx(
+        (psnr[COMPOSED_FAMILY] - psnr["fitted"]) / 0.25, abs=2e-2)
+    # the weighted training rebuilds the same tasks from the saved camera, in the relation's order
+    pretrain_stage(p, {"shots": 1, "seed": 0, "synth": root / "out" / "synth", "relation": rel, "method": "drtl"},
+                   tmp_path / "pre")
+    recipe = load_model(tmp_path / "pre" / "model.pt")[1]["recipe"]
+    assert recipe["tasks"] == list(w) and recipe["weights"] == pytest.approx(list(w.values()))
+    # a fixed variant keeps its meaning: fitted_only has no composed task
+    only = relation_stage.run(p, {"synth": str(root / "out" / "synth"), "shots": 1, "seed": 0,
+                                  "method": "fitted_only"}, tmp_path / "only")
+    assert only["composed"] is False and only["n_tasks"] == len(TASKS) + 1
+
+
+def test_composed_tasks_need_a_similarity_that_scores_them(bank, tmp_path):
+    root, params = bank
+    p = {**params, "relation": {**params["relation"], "similarity": "reproduction", "composed": True}}
+    with pytest.raises(ConfigError, match="relation.composed works with relation.similarity expert"):
+        relation_stage.run(p, {"synth": str(root / "out" / "synth"), "shots": 1, "seed": 0}, tmp_path / "r")
+    assert not (tmp_path / "r").exists()

@@ -45,6 +45,7 @@ TABLE = {
     "relation.seed": ("1", "x"),
     "relation.fitted": ("true", "yes please"),
     "relation.fitted_noise": ("0.5", "-1"),
+    "relation.composed": ("true", "both"),
     "relation.similarity": ("expert", "psnr"),
     "relation.tau_db": ("1.0", "0"),
     "relation.expert.iterations": ("100", "0"), "relation.expert.batch": ("2", "0"),

@@ -113,13 +113,27 @@ def task_pairs(cam, hrs, seed: int, noise_scale: float) -> list[tuple]:
     return fitted_pairs(cam, hrs, seed=1000 + int(seed), noise_scale=noise_scale, variants=1 if noise_scale == 0 else 2)
 
 
-def with_fitted(names: list[str], pairs: list, w_all: dict, relation_dir, key: str,
+def with_fitted(tasks, pairs: list, w_all: dict, relation_dir, key: str,
                 seed: int) -> tuple[list[str], list, list[float]]:
-    """(names, pairs, weights) of the bank's tasks in ``names`` order, from this key's weights
-    (``w_all``, every task's weight in ``weights.json``), plus the fitted task when it has a weight."""
+    """(names, pairs, weights) of the bank's ``tasks`` in order, from this key's weights (``w_all``,
+    every task's weight in ``weights.json``), plus the fitted task when it has a weight, then the
+    composed tasks (:mod:`drtl.relation.composed`) when they have weights."""
+    from drtl.relation.composed import all_composed_pairs, is_composed
+
+    names = [t.name for t in tasks]
     weights = [w_all[n] for n in names]
     if FITTED_TASK not in w_all:
         return names, pairs, weights
     cam, noise_scale = load_camera(camera_path(relation_dir, key))
-    fit = task_pairs(cam, train_hrs(pairs[0]), seed, noise_scale)
-    return names + [FITTED_TASK], pairs + [fit], weights + [float(w_all[FITTED_TASK])]
+    hrs = train_hrs(pairs[0])
+    names, pairs = names + [FITTED_TASK], pairs + [task_pairs(cam, hrs, seed, noise_scale)]
+    weights = weights + [float(w_all[FITTED_TASK])]
+    wanted = [n for n in w_all if is_composed(n)]
+    if wanted:
+        c_names, c_pairs = all_composed_pairs(cam, hrs, tasks, seed, noise_scale)
+        if c_names != wanted:
+            raise DataError(f"{relation_dir}: its composed tasks are not those of this bank's tasks; "
+                            "rerun `drtl relation` after `drtl synthesize`")
+        names, pairs = names + c_names, pairs + c_pairs
+        weights = weights + [float(w_all[n]) for n in c_names]
+    return names, pairs, weights

@@ -105,7 +105,7 @@ _BANK = Arg("bank", "path", help="bank stage output (the DRN and / or the family
 # does not read relation.similarity / relation.fitted.
 _SCORE_KEYS = tuple(dict.fromkeys(k for s in SIMILARITIES.values() for k in s.reads))
 _CELL_KEYS = ("relation.mix", "relation.top_k", "relation.weighting", "relation.fitted", "relation.fitted_noise",
-              "relation.similarity")
+              "relation.composed", "relation.similarity")
 
 
 def _relation_key(params: dict, variant: str) -> str:
@@ -119,7 +119,8 @@ def _relation_unread() -> dict[str, tuple[str, ...]]:
     out = {name: tuple(k for k in _SCORE_KEYS if k not in s.reads) for name, s in SIMILARITIES.items()}
     for key, rel in RELATIONS.items():
         if rel.similarity is not None:
-            fixed = ("relation.similarity",) + (("relation.fitted",) if rel.fitted is not None else ())
+            fixed = (("relation.similarity",) + (("relation.fitted",) if rel.fitted is not None else ())
+                     + (("relation.composed",) if rel.composed is not None else ()))
             out[key] = out[rel.similarity] + fixed
     return out
 

@@ -8,7 +8,7 @@ The DRN's cosine measures how the target *looks* next to each task; what DRTL ne
   (the profile's network ``arch``, the recipe ``relation.expert``), once, by the camera-free
   ``bank`` stage (:mod:`drtl.stages.bank`);
 - the camera-fitted task (``relation.fitted``), a family of its own, gets an expert trained on its
-  pairs for each (K, seed);
+  pairs for each (K, seed), and so do the composed tasks (``relation.composed``, one family);
 - per (K, seed) every expert super-resolves the LR of the K shots; its score is the mean PSNR-Y
   (border = scale) against their HR. The test pairs are never read;
 - family weights ``softmax(psnr / tau_db)``, shared evenly by the family's tasks: a task's logit
@@ -75,14 +75,15 @@ class Experts:
             ex.models[family] = load_model(path, expect_scale=scale)[0].cpu()
         return ex
 
-    def scores(self, shots, fitted_pairs=None, fitted_family: str = "fitted") -> dict[str, float]:
-        """{family: the family expert's mean PSNR-Y on the shots}; with ``fitted_pairs`` (the fitted
-        task's (lr, hr) pairs, made for these shots) its expert is trained and scored too."""
+    def scores(self, shots, extra: dict | None = None) -> dict[str, float]:
+        """{family: the family expert's mean PSNR-Y on the shots}; ``extra``: {family: its tasks'
+        (lr, hr) pairs, one list per task}, families made for these shots (the fitted task, the
+        composed tasks), each gets an expert trained on its tasks at equal weight and scored too."""
         out = {f: shot_psnr(m, shots, self.scale, self.device) for f, m in self.models.items()}
-        if fitted_pairs is not None:
-            fit = group_model([fitted_pairs], [1.0], self.arch, self.section, self.scale, self.device, self.seed,
-                              "relation.expert")
-            out[fitted_family] = shot_psnr(fit, shots, self.scale, self.device)
+        for family, pairs in (extra or {}).items():
+            model = group_model(pairs, [1.0] * len(pairs), self.arch, self.section, self.scale, self.device,
+                                self.seed, "relation.expert")
+            out[family] = shot_psnr(model, shots, self.scale, self.device)
         return out
 
 

@@ -28,6 +28,10 @@ from drtl.similarity import get_similarity
 from drtl.stages.shots import run_key, shot_names
 
 
+# the similarities that score the composed tasks (the DRN and the reproduction PSNR have no score for them)
+COMPOSED_SIMILARITIES = ("expert", "uniform", "fitted")
+
+
 def _csv(g: Path, name: str, lines: list[str]) -> None:
     g.mkdir(parents=True, exist_ok=True)
     (g / name).write_text("\n".join(lines) + "\n")
@@ -39,7 +43,7 @@ class Cell:
     experts' PSNR). ``info`` collects what ``relation.json`` reports about the cell."""
 
     def __init__(self, rp: dict, synth, bank, shots, scale: int, seed: int, fitted: bool, graphs: Path,
-                 fitted_path: Path, device: str, arch: dict):
+                 fitted_path: Path, device: str, arch: dict, composed: bool = False):
         from drtl.degradations.tasks import load_tasks
         from drtl.stages.bank import read_bank
 
@@ -62,8 +66,17 @@ class Cell:
             self.cam = fit_shots(shots, scale, seed)
             noise = float(rp["fitted_noise"])
             save_camera(fitted_path, self.cam, noise)
-            self.fit = task_pairs(self.cam, train_hrs(load_synth(synth, "train", [self.names[0]])[1][0]), seed, noise)
+            hrs = train_hrs(load_synth(synth, "train", [self.names[0]])[1][0])
+            self.fit = task_pairs(self.cam, hrs, seed, noise)
             self.names, self.fams = self.names + [FITTED_TASK], self.fams + [FITTED_FAMILY]
+        self.composed = None  # the composed tasks' pairs (drtl.relation.composed), after the fitted task
+        if composed:
+            if not fitted:
+                raise ConfigError("relation.composed needs relation.fitted: true (its tasks start with the fitted filter)")
+            from drtl.relation.composed import COMPOSED_FAMILY, all_composed_pairs
+
+            names, self.composed = all_composed_pairs(self.cam, hrs, self.tasks, seed, noise)
+            self.names, self.fams = self.names + names, self.fams + [COMPOSED_FAMILY] * len(names)
         self._cos = self._psnr = self._drn = None
 
     # -------------------------------------------------------------- what the similarities read
@@ -121,7 +134,12 @@ class Cell:
         if self.bank is None or not (Path(self.bank) / "experts").is_dir():
             raise ConfigError("the expert similarity needs the family experts: build the bank with --parts experts")
         experts = Experts.from_bank(self.bank, self.held["families"], self.rp, self.scale, self.device, self.arch)
-        fam_psnr = experts.scores(self.shots, self.fit, FITTED_FAMILY)
+        extra = {FITTED_FAMILY: [self.fit]} if self.fit is not None else {}
+        if self.composed is not None:
+            from drtl.relation.composed import COMPOSED_FAMILY
+
+            extra[COMPOSED_FAMILY] = self.composed
+        fam_psnr = experts.scores(self.shots, extra)
         self.info["expert_psnr"] = {f: round(v, 3) for f, v in fam_psnr.items()}
         _csv(self.graphs, "expert.csv", ["family,psnr_db"] + [
             f"{f},{v:.4f}" for f, v in sorted(fam_psnr.items(), key=lambda x: -x[1])])
@@ -149,13 +167,17 @@ def relation(synth, bank, pool, out, scale: int, shots: int, seed: int, rp: dict
 
     if variant not in RELATIONS:
         raise ConfigError(f"relation --method must be one of {', '.join(RELATIONS)}, got {variant!r}")
-    sim_name, fitted = RELATIONS[variant].resolve(rp)
+    sim_name, fitted, composed = RELATIONS[variant].resolve(rp)
     sim = get_similarity(sim_name)
+    if composed and sim_name not in COMPOSED_SIMILARITIES:
+        raise ConfigError(f"relation.composed works with relation.similarity {' / '.join(COMPOSED_SIMILARITIES)}, "
+                          f"not {sim_name!r}: set relation.composed: false or change the similarity")
     key = run_key(shots, seed)
     shots_k = load_pairs(pool, scale, shot_names(pool, shots, seed))
     with staged_folder(out) as tmp:
         g = tmp / "graphs" / key
-        cell = Cell(rp, synth, bank, shots_k, scale, seed, fitted, g, tmp / "fitted" / f"{key}.json", device, arch)
+        cell = Cell(rp, synth, bank, shots_k, scale, seed, fitted, g, tmp / "fitted" / f"{key}.json", device, arch,
+                    composed)
         scored = sim.score(cell)
         w = (shape_weights(softmax_weights(scored.logits, scored.tau), float(rp["mix"]), int(rp["top_k"]))
              if rp["weighting"] else uniform_weights(len(cell.names)))
@@ -176,7 +198,7 @@ def relation(synth, bank, pool, out, scale: int, shots: int, seed: int, rp: dict
         if FITTED_TASK in weights[key]:
             info["fitted_weight"] = round(weights[key][FITTED_TASK], 4)
         fam_of = dict(zip(cell.names, cell.fams))
-        metrics = {"similarity": sim_name, "fitted": fitted, "n_tasks": len(cell.names),
+        metrics = {"similarity": sim_name, "fitted": fitted, "composed": composed, "n_tasks": len(cell.names),
                    "top_tasks": {key: table["task"].head(3).tolist()}, "top_task": table["task"].iloc[0],
                    "weight_entropy": {key: float(-(wv * np.log(wv + 1e-12)).sum())},
                    "family_weight": {key: {f: round(sum(x for n, x in weights[key].items() if fam_of[n] == f), 4)

@@ -107,7 +107,7 @@ def _aux_tasks(stage: str, method: str, synth, relation_dir, shots, seed, group:
     if shots is None:
         raise ConfigError(f"method {method!r} needs --shots and --seed (its weights depend on the K target shots)")
     w_all = load_weights(relation_dir, shots, seed, names)
-    return with_fitted(names, pairs, w_all, relation_dir, run_key(shots, seed), seed)
+    return with_fitted(tasks, pairs, w_all, relation_dir, run_key(shots, seed), seed)
 
 
 def group_model(pairs, weights, arch: dict, section: dict, scale: int, device: str, seed: int = 0,
