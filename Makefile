@@ -93,13 +93,17 @@ browser:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >/dev/null 2>&1 || \
 	  echo "make: could not install chromium with apt-get; tests/test_mlflow_ui.py will fail" >&2; fi
 
-# The tests in two lanes (tests/conftest.py): the fast lane of unit and contract tests (`-m "not slow"`,
-# about 2 minutes on 2 cores), then the end-to-end lane (`-m slow`), in which each orchestrator runs
-# the tiny plan once and the stage, parity, DVC and tracking tests read those runs. `make test` runs
-# both, fast lane first, so a broken unit fails in minutes.
+# The tests in two lanes (tests/conftest.py): the fast lane of unit and contract tests (`-m "not slow"`),
+# and the end-to-end lane (`-m slow`), in which each orchestrator runs the tiny plan once and the
+# stage, parity, DVC and tracking tests read those runs. `make test` runs the two lanes at once (the
+# end-to-end lane's stages run one thread each, so the two share 2 cores well): the fast lane prints
+# as it goes, the end-to-end lane's output follows it (kept in $(SLOW_LOG)); it fails if either fails.
+SLOW_LOG := $(VENV)/pytest-slow.log
 test: setup browser
-	$(BIN)/python -m pytest -q -m "not slow"
-	$(BIN)/python -m pytest -q -m slow
+	@$(BIN)/python -m pytest -q -m slow > $(SLOW_LOG) 2>&1 & slow=$$!; \
+	$(BIN)/python -m pytest -q -m "not slow"; fast=$$?; \
+	wait $$slow; e2e=$$?; echo "--- end-to-end lane (-m slow) ---"; cat $(SLOW_LOG); \
+	test $$fast -eq 0 && test $$e2e -eq 0
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
