@@ -286,6 +286,11 @@ def check_scale(scale) -> int:
     return int(scale)
 
 
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """A float image in [0, 1] rounded half up to uint8 (MATLAB's im2uint8)."""
+    return np.clip(np.floor(x * 255.0 + 0.5), 0, 255).astype(np.uint8)
+
+
 def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
     """Crop bottom/right so that height and width are multiples of ``scale``."""
     scale = check_scale(scale)
@@ -328,7 +333,7 @@ def apply_ops(
                 f = scale ** (done / total)
                 target = (max(1, round(h / f)), max(1, round(w / f)))
             if quantised and p["mode"] == "matlab":
-                u8 = np.clip(np.floor(x * 255.0 + 0.5), 0, 255).astype(np.uint8)
+                u8 = to_uint8(x)
                 x = resize(u8, target, "matlab").astype(np.float64) / 255.0
             else:
                 x = resize(x, target, p["mode"])

@@ -38,6 +38,7 @@ from drtl.degradations.ops import (
     modcrop,
     noise_op,
     resize_op,
+    to_uint8,
 )
 from drtl.errors import ConfigError, DataError
 
@@ -115,7 +116,7 @@ def make_pair(hr: np.ndarray, task: Task, scale: int, rng: np.random.Generator) 
     scale = check_scale(scale)
     hr = np.ascontiguousarray(modcrop(hr, scale))
     x = apply_ops(hr.astype(np.float64) / 255.0, task.resolved_ops(), scale, rng, quantised=True)
-    lr = np.clip(np.floor(x * 255.0 + 0.5), 0, 255).astype(np.uint8)
+    lr = to_uint8(x)
     assert lr.shape == (hr.shape[0] // scale, hr.shape[1] // scale, 3)
     return lr, hr
 

@@ -45,20 +45,18 @@ def is_composed(name: str) -> bool:
     return name.startswith(PREFIX)
 
 
-def composed_pairs(cam, hrs, tail, name: str, seed: int, noise_scale: float, variants: int = 1) -> list[tuple]:
+def composed_pairs(cam, hrs, tail, name: str, seed: int, noise_scale: float) -> list[tuple]:
     """(lr, hr) pairs of one composed task: each HR through the fitted camera, then ``tail`` at LR
     size. The noise draws are seeded by the task name and ``seed``, so the relation stage and the
     weighted training runs make the same pairs."""
     from drtl.degradations.fitted import apply_fitted
-    from drtl.degradations.ops import apply_ops
+    from drtl.degradations.ops import apply_ops, to_uint8
 
     rng = np.random.default_rng([zlib.crc32(name.encode()), 1000 + int(seed)])
     out = []
     for hr in hrs:
-        for _ in range(variants):
-            lr = apply_fitted(hr, cam, rng, noise_scale)
-            x = apply_ops(lr.astype(np.float64) / 255.0, tail, 1, rng, quantised=True)
-            out.append((np.clip(np.floor(x * 255.0 + 0.5), 0, 255).astype(np.uint8), hr))
+        lr = apply_fitted(hr, cam, rng, noise_scale)
+        out.append((to_uint8(apply_ops(lr.astype(np.float64) / 255.0, tail, 1, rng, quantised=True)), hr))
     return out
 
 
